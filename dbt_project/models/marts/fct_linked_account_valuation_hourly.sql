@@ -1,0 +1,68 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='valuation_hour',
+        on_schema_change='fail',
+    )
+}}
+
+{#-
+  Every linked account that has data at the hour (its latest successful fetch at or
+  before it), with the sum of its sub-accounts. A failing or frozen account keeps its
+  last good data (is_stale, stale_hours); an account that never succeeded yet has no
+  row here (it shows in stale_accounts and in mart_linked_account_health).
+-#}
+
+with
+
+snapshot as (
+
+    select * from {{ ref('int_consistent_snapshot') }}
+    where {{ hour_window_filter('valuation_hour') }}
+        and has_data
+
+),
+
+profiles as (
+
+    select * from {{ ref('stg_raw__profiles') }}
+
+),
+
+sub_account_values as (
+
+    select * from {{ ref('fct_sub_account_valuation_hourly') }}
+    where {{ hour_window_filter('valuation_hour') }}
+
+),
+
+final as (
+
+    select
+        snapshot.profile_id,
+        snapshot.linked_account_id,
+        snapshot.valuation_hour,
+        profiles.valuation_ccy,
+        snapshot.provider_id,
+        snapshot.linked_account_name,
+        snapshot.account_state,
+        {{ strict_sum('sub_account_values.value', 'sub_account_values.sub_account_id') }} as value,
+        {{ strict_sum('sub_account_values.total_assets', 'sub_account_values.sub_account_id') }} as total_assets,
+        {{ strict_sum('sub_account_values.total_liabilities', 'sub_account_values.sub_account_id') }} as total_liabilities,
+        snapshot.source_fetch_hour,
+        snapshot.is_stale,
+        snapshot.stale_hours,
+        coalesce(bool_or(sub_account_values.is_fx_missing), false) as is_fx_missing
+
+    from snapshot
+    inner join profiles
+        on snapshot.profile_id = profiles.profile_id
+    left join sub_account_values
+        on snapshot.valuation_hour = sub_account_values.valuation_hour
+        and snapshot.linked_account_id = sub_account_values.linked_account_id
+    group by all
+
+)
+
+select * from final

@@ -1,0 +1,311 @@
+"""The `finbot` command: set up a home, run the demo, query the marts, manage secrets."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from finbot_pipelines.config.home import DEMO_DAYS, ensure_dagster_home, init_home
+from finbot_pipelines.config.loading import ConfigError, load_config
+from finbot_pipelines.config.paths import HomePaths
+from finbot_pipelines.config.vault import Vault, VaultError
+
+
+def _paths(ctx: click.Context) -> HomePaths:
+    paths: HomePaths = ctx.obj
+    return paths
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"finbot: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="FINBOT_HOME",
+    help="The finbot home (default: $FINBOT_HOME, else .finbot/ in the checkout).",
+)
+@click.pass_context
+def main(ctx: click.Context, home: Path | None) -> None:
+    """finbot: your household's wealth, fetched hourly, valued in your currency."""
+    paths = HomePaths.resolve(home)
+    os.environ["FINBOT_HOME"] = str(paths.home)
+    os.environ.setdefault("DAGSTER_HOME", str(paths.dagster_home))
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    ctx.obj = paths
+
+
+# --------------------------------------------------------------------------- init / config
+
+
+@main.command()
+@click.option("--demo", is_flag=True, help="Write the demo household config.")
+@click.pass_context
+def init(ctx: click.Context, demo: bool) -> None:
+    """Create FINBOT_HOME: vault key (0600), Dagster instance dir, a first config."""
+    paths = _paths(ctx)
+    for line in init_home(paths, demo=demo) or ["nothing to do: the home is already set up"]:
+        click.echo(line)
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("check")
+@click.pass_context
+def config_check(ctx: click.Context) -> None:
+    """Validate finbot.yaml and say what it holds."""
+    paths = _paths(ctx)
+    try:
+        cfg = load_config(paths.config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    click.echo(
+        f"{paths.config}: valid — {len(cfg.profiles)} profile(s), "
+        f"{len(cfg.linked_accounts)} linked account(s), fx_source={cfg.fx_source}"
+    )
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+@main.group()
+def secrets() -> None:
+    """Manage the encrypted credential vault ($FINBOT_HOME/vault.enc)."""
+
+
+def _vault(paths: HomePaths) -> Vault:
+    try:
+        return Vault.open(paths.home)
+    except VaultError as exc:
+        _fail(str(exc))
+        raise  # unreachable
+
+
+@secrets.command("set")
+@click.argument("name")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the value from standard input.")
+@click.pass_context
+def secrets_set(ctx: click.Context, name: str, from_stdin: bool) -> None:
+    """Store the secret NAME (prompted without echo, or read from stdin)."""
+    vault = _vault(_paths(ctx))
+    if from_stdin or not sys.stdin.isatty():
+        value = sys.stdin.read().rstrip("\n")
+    else:
+        value = click.prompt(f"Value for {name}", hide_input=True, confirmation_prompt=True)
+    if not value:
+        _fail(f"refusing to store an empty value for '{name}'")
+    try:
+        vault.set(name, value)
+    except VaultError as exc:
+        _fail(str(exc))
+    click.echo(f"stored secret '{name}'")
+
+
+@secrets.command("list")
+@click.pass_context
+def secrets_list(ctx: click.Context) -> None:
+    """List the secret names (never their values)."""
+    for name in _vault(_paths(ctx)).names():
+        click.echo(name)
+
+
+@secrets.command("remove")
+@click.argument("name")
+@click.pass_context
+def secrets_remove(ctx: click.Context, name: str) -> None:
+    """Remove the secret NAME."""
+    vault = _vault(_paths(ctx))
+    try:
+        vault.remove(name)
+    except VaultError as exc:
+        _fail(str(exc))
+    click.echo(f"removed secret '{name}'")
+
+
+# --------------------------------------------------------------------------- sql
+
+
+def _format_value(v: Any) -> Any:
+    if isinstance(v, datetime | date):
+        return v.isoformat(sep=" ") if isinstance(v, datetime) else v.isoformat()
+    return v
+
+
+def format_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(
+            [{c: _format_value(v) for c, v in zip(columns, r, strict=True)} for r in rows],
+            indent=2,
+            default=str,
+        )
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[_format_value(v) for v in r] for r in rows])
+        return buf.getvalue().rstrip("\n")
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=columns, tablefmt="simple", floatfmt=",.2f")
+
+
+@main.command()
+@click.argument("query")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.pass_context
+def sql(ctx: click.Context, query: str, fmt: str) -> None:
+    """Run QUERY on the published marts ($FINBOT_HOME/finbot.duckdb, read-only).
+
+    Tables live in the schema `marts`, e.g. marts.fct_profile_valuation_hourly.
+    """
+    import duckdb
+
+    from finbot_pipelines.warehouse.queries import open_published
+
+    paths = _paths(ctx)
+    try:
+        with open_published(paths.published) as con:
+            cur = con.execute(query)
+            columns = [d[0] for d in cur.description or []]
+            rows = cur.fetchall()
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    except duckdb.Error as exc:
+        _fail(f"query failed: {exc}")
+    click.echo(format_rows(columns, rows, fmt))
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _last_complete_hour() -> datetime:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+
+
+def _run_pipeline(paths: HomePaths, first: datetime, last: datetime) -> bool:
+    """Land FX for the days, then ingest, transform and publish the hours [first, last]."""
+    import dagster as dg
+
+    from finbot_pipelines.definitions import build_definitions
+    from finbot_pipelines.defs.automation.jobs import FX_JOB, HOURLY_JOB
+    from finbot_pipelines.defs.automation.runs import run_job
+
+    ensure_dagster_home(paths)
+    defs = build_definitions(str(paths.home))
+    yesterday = datetime.combine(
+        _last_complete_hour().date() - timedelta(days=1), datetime.min.time()
+    )
+    fx_first = datetime.combine(first.date(), datetime.min.time())
+    with dg.DagsterInstance.get() as instance:
+        if fx_first <= yesterday:
+            click.echo(f"FX rates {fx_first:%Y-%m-%d} .. {yesterday:%Y-%m-%d}", err=True)
+            fx = run_job(defs, FX_JOB, fx_first, yesterday, instance=instance, fmt="%Y-%m-%d")
+            if not fx.success:
+                return False
+        hours = int((last - first) / timedelta(hours=1)) + 1
+        click.echo(
+            f"pipeline: {hours} hours {first:%Y-%m-%d %H:00} .. {last:%Y-%m-%d %H:00} UTC "
+            "as one run",
+            err=True,
+        )
+        result = run_job(defs, HOURLY_JOB, first, last, instance=instance)
+        return result.success
+
+
+def print_net_worth(paths: HomePaths) -> None:
+    from finbot_pipelines.warehouse.queries import latest_net_worth
+
+    cfg = load_config(paths.config)
+    rows = latest_net_worth(paths.published)
+    fx_note = (
+        "FX: static demo rates from finbot.yaml, not market rates"
+        if cfg.fx_source == "static"
+        else "FX: ECB euro reference rates"
+    )
+    click.echo("")
+    click.echo(f"Net worth at the latest hour ({fx_note}):")
+    for r in rows:
+        stale = f", {r['stale_accounts']} stale account(s)" if r["stale_accounts"] else ""
+        click.echo(
+            f"  {r['profile_id']:<12} {r['net_worth']:>14,.2f} {r['valuation_ccy']}  "
+            f"(assets {r['total_assets']:,.2f}, liabilities {r['total_liabilities']:,.2f}; "
+            f"{r['valuation_hour']:%Y-%m-%d %H:00} UTC{stale})"
+        )
+
+
+@main.command()
+@click.option(
+    "--days", default=DEMO_DAYS, show_default=True, help="Hours of history to backfill, in days."
+)
+@click.pass_context
+def demo(ctx: click.Context, days: int) -> None:
+    """Set up the demo household and backfill, build and publish its last DAYS days."""
+    paths = _paths(ctx)
+    for line in init_home(paths, demo=True):
+        click.echo(line, err=True)
+    try:
+        cfg = load_config(paths.config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    last = _last_complete_hour()
+    first = max(last - timedelta(hours=days * 24 - 1), cfg.history_start)
+    if not _run_pipeline(paths, first, last):
+        _fail("the pipeline run failed: see the messages above, or the run in the UI", 1)
+    print_net_worth(paths)
+    click.echo(
+        "\nNext:\n"
+        "  ./finbotctl ui      # the Dagster UI on http://127.0.0.1:3000: runs, assets, lineage\n"
+        '  ./finbotctl sql "select * from marts.fct_profile_valuation_hourly '
+        'order by valuation_hour desc limit 5"\n'
+        f"  published marts: {paths.published}"
+    )
+
+
+@main.command()
+@click.option("--hours", default=1, show_default=True, help="How many hours, ending at --last.")
+@click.option(
+    "--last",
+    "last_s",
+    default=None,
+    help="The last hour to run, 'YYYY-MM-DD HH:00' UTC (default: the last complete hour).",
+)
+@click.pass_context
+def run(ctx: click.Context, hours: int, last_s: str | None) -> None:
+    """Ingest, transform and publish some hours now, as one run (what the schedule does)."""
+    paths = _paths(ctx)
+    try:
+        load_config(paths.config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    last = datetime.fromisoformat(last_s) if last_s else _last_complete_hour()
+    last = last.replace(minute=0, second=0, microsecond=0)
+    first = last - timedelta(hours=hours - 1)
+    if not _run_pipeline(paths, first, last):
+        _fail("the pipeline run failed: see the messages above, or the run in the UI", 1)
+    print_net_worth(paths)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Create and refresh a FINBOT_HOME: key file, Dagster instance dir, a first config."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+
+from finbot_pipelines.config.paths import REPO_ROOT, HomePaths
+from finbot_pipelines.config.vault import init_key_file
+
+DEMO_DAYS = 30
+
+
+def ensure_dagster_home(paths: HomePaths) -> None:
+    """$FINBOT_HOME/dagster holds the instance's SQLite storage and a copy of dagster.yaml."""
+    paths.dagster_home.mkdir(parents=True, exist_ok=True)
+    src = REPO_ROOT / "dagster.yaml"
+    dst = paths.dagster_home / "dagster.yaml"
+    if not dst.exists() or dst.read_bytes() != src.read_bytes():
+        shutil.copyfile(src, dst)
+
+
+def demo_config_text(now: datetime | None = None, days: int = DEMO_DAYS) -> str:
+    """The dummy household: two profiles (GBP and EUR), static FX, some failures to show."""
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    start = (now - timedelta(days=days + 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return f"""\
+# finbot demo household: synthetic data from the `dummy` provider, no credentials.
+# Edit freely; `./finbotctl finbot config check` validates this file.
+history_start: "{start:%Y-%m-%dT%H:%M}"
+
+# The demo cannot reach the European Central Bank: it values with this static
+# table (units of each currency per 1 EUR). Real setups use `fx_source: ecb`.
+fx_source: static
+fx_static_rates:
+  GBP: 0.85
+  USD: 1.08
+
+profiles:
+  - id: alice
+    name: Alice
+    valuation_ccy: GBP
+  - id: bruno
+    name: Bruno
+    valuation_ccy: EUR
+
+linked_accounts:
+  - id: alice-bank
+    profile: alice
+    provider: dummy
+    name: Alice's bank
+    options:
+      sub_accounts: [cash, credit_card]
+  - id: alice-invest
+    profile: alice
+    provider: dummy
+    name: Alice's ISA and pension
+    options:
+      sub_accounts: [stocks, pension]
+      # fails for 3 hours every 4 days: its last good holdings are carried, marked stale
+      fail_cycle: {{every_hours: 96, for_hours: 3, offset_hours: 7}}
+      fail_kind: transient
+  - id: alice-crypto
+    profile: alice
+    provider: dummy
+    name: Alice's crypto exchange
+    options:
+      sub_accounts: [crypto]
+      scale: 0.5
+  - id: alice-home
+    profile: alice
+    provider: dummy
+    name: Alice's mortgage
+    options:
+      sub_accounts: [mortgage]
+  - id: bruno-bank
+    profile: bruno
+    provider: dummy
+    name: Bruno's bank
+    options:
+      sub_accounts: [cash, credit_card]
+      scale: 0.6
+      # the first attempt of every hour fails transiently and is retried
+      flaky_attempts: 1
+  - id: bruno-invest
+    profile: bruno
+    provider: dummy
+    name: Bruno's brokerage
+    options:
+      sub_accounts: [stocks, crypto]
+      scale: 1.4
+
+fetch:
+  timeout_s: 30
+  max_attempts: 3
+  backoff_s: 0
+"""
+
+
+STARTER_CONFIG = """\
+# finbot configuration. Add profiles and linked accounts, then validate with
+# `./finbotctl config check`. See README.md for every field.
+fx_source: ecb
+
+profiles:
+  - id: me
+    name: Me
+    valuation_ccy: EUR
+
+linked_accounts: []
+"""
+
+
+def init_home(paths: HomePaths, *, demo: bool) -> list[str]:
+    """Create what is missing; never overwrite a config or a key. Returns what was done."""
+    done: list[str] = []
+    paths.home.mkdir(parents=True, exist_ok=True)
+    if not paths.key_file.exists():
+        init_key_file(paths.home)
+        done.append(f"created the vault key {paths.key_file} (mode 0600)")
+    ensure_dagster_home(paths)
+    if not paths.config.exists():
+        paths.config.write_text(demo_config_text() if demo else STARTER_CONFIG)
+        done.append(f"wrote {'the demo' if demo else 'a starter'} config {paths.config}")
+    return done

@@ -1,0 +1,62 @@
+"""Where everything lives under FINBOT_HOME (the embedded default)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+
+def default_home() -> Path:
+    env = os.environ.get("FINBOT_HOME")
+    return Path(env).expanduser().resolve() if env else REPO_ROOT / ".finbot"
+
+
+@dataclass(frozen=True)
+class HomePaths:
+    home: Path
+
+    @classmethod
+    def resolve(cls, home: str | Path | None = None) -> HomePaths:
+        return cls(Path(home).expanduser().resolve() if home else default_home())
+
+    @property
+    def config(self) -> Path:
+        return self.home / "finbot.yaml"
+
+    @property
+    def vault(self) -> Path:
+        return self.home / "vault.enc"
+
+    @property
+    def key_file(self) -> Path:
+        return self.home / "secret.key"
+
+    @property
+    def warehouse(self) -> Path:
+        """The pipeline's own DuckDB file: only runs open it."""
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def published(self) -> Path:
+        """The marts for readers: replaced atomically after each build."""
+        return self.home / "finbot.duckdb"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def debug(self) -> Path:
+        return self.home / "debug"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def dbt_target(self) -> Path:
+        return self.home / "dbt-target"

@@ -1,0 +1,367 @@
+"""The schema of ``$FINBOT_HOME/finbot.yaml`` (pydantic v2).
+
+Every model forbids unknown keys. Cross-field checks that point at one precise
+field raise :class:`FieldPathError` so the loader can report the exact field
+and line (e.g. ``linked_accounts[1].profile``).
+
+Example::
+
+    history_start: "2024-01-01T00:00"
+    fx_source: ecb
+    profiles:
+      - {id: alice, name: Alice, valuation_ccy: GBP}
+    linked_accounts:
+      - id: alice-demo
+        profile: alice
+        provider: dummy
+        name: Demo bank
+        options: {sub_accounts: [cash, stocks]}
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from finbot_pipelines.providers import registry
+from finbot_pipelines.providers.base import RESERVED_OPTION_PREFIX
+
+# Active ISO 4217 codes (national currencies, funds codes, precious metals, SDR).
+_ISO_4217_TEXT = """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD
+    BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUP CVE CZK DJF DKK DOP DZD
+    EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD
+    IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL
+    MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN
+    PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN
+    SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES
+    VND VUV WST XAF XAG XAU XCD XCG XDR XOF XPD XPF XPT YER ZAR ZMW ZWG
+"""
+ISO_4217_CODES: frozenset[str] = frozenset(_ISO_4217_TEXT.split())
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+DEFAULT_HISTORY_START = datetime(2024, 1, 1)
+
+_CCY_EXPECTED = "expected an ISO 4217 currency code such as GBP, EUR, USD"
+
+
+class FieldPathError(ValueError):
+    """A validation error about a precise field, relative to the model whose
+    validator raised it. ``path`` is a tuple of keys and list indices."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{format_path(path)}: {message}")
+
+
+def format_path(loc: Iterable[str | int]) -> str:
+    """``("linked_accounts", 1, "provider")`` -> ``linked_accounts[1].provider``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def known_list(value: object, known: Iterable[str]) -> str:
+    """``(known: a, b)`` plus a did-you-mean when one is close."""
+    names = sorted(known)
+    text = f"(known: {', '.join(names) if names else 'none'})"
+    close = difflib.get_close_matches(str(value), names, n=1)
+    if close:
+        text += f"; did you mean {close[0]!r}?"
+    return text
+
+
+# --------------------------------------------------------------------------- field types
+
+
+def _check_slug(v: str) -> str:
+    if not SLUG_RE.match(v):
+        raise ValueError(
+            "expected a slug: 1-64 lowercase letters, digits, '-' or '_', starting with a "
+            f"letter, got {v!r}"
+        )
+    return v
+
+
+def check_currency(v: str) -> str:
+    if v not in ISO_4217_CODES:
+        hint = " (currency codes are upper case)" if v.upper() in ISO_4217_CODES else ""
+        raise ValueError(f"{_CCY_EXPECTED}, got {v!r}{hint}")
+    return v
+
+
+def _check_non_empty(v: str) -> str:
+    if not v.strip():
+        raise ValueError("expected a non-empty name")
+    return v
+
+
+def _check_secret_name(v: str | None) -> str | None:
+    if v is not None and not SECRET_NAME_RE.match(v):
+        raise ValueError(
+            "expected the name of a vault entry (letters, digits, '_', '.', '-', starting "
+            f"with a letter or digit, at most 128 characters), got {v!r}"
+        )
+    return v
+
+
+Slug = Annotated[str, AfterValidator(_check_slug)]
+CurrencyCode = Annotated[str, AfterValidator(check_currency)]
+Name = Annotated[str, AfterValidator(_check_non_empty)]
+SecretName = Annotated[str | None, AfterValidator(_check_secret_name)]
+
+
+# --------------------------------------------------------------------------- models
+
+
+class Profile(BaseModel):
+    """One person of the household."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Slug = Field(description="a slug such as 'alice'")
+    name: Name = Field(description="a display name such as 'Alice'")
+    valuation_ccy: CurrencyCode = Field(
+        description="the ISO 4217 currency the profile is valued in, such as GBP"
+    )
+
+
+class LinkedAccount(BaseModel):
+    """One login at one provider, owned by a profile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Slug = Field(description="a slug such as 'alice-monzo'")
+    profile: Slug = Field(description="the id of the profile owning the account")
+    provider: str = Field(description="a provider id such as 'dummy'")
+    name: Name = Field(description="a display name such as 'Monzo'")
+    credentials: SecretName = Field(
+        default=None, description="the name of a vault entry holding the credentials"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="a mapping of provider options"
+    )
+    frozen: StrictBool = Field(default=False, description="true or false")
+    enabled: StrictBool = Field(default=True, description="true or false")
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, v: str) -> str:
+        if v not in registry.provider_ids():
+            raise ValueError(f"unknown provider {v!r} {known_list(v, registry.provider_ids())}")
+        return v
+
+    @model_validator(mode="after")
+    def _provider_checks(self) -> LinkedAccount:
+        for key in self.options:
+            if str(key).startswith(RESERVED_OPTION_PREFIX):
+                raise FieldPathError(
+                    ("options", key), "option names starting with '_' are reserved for finbot"
+                )
+        try:
+            registry.validate_options(self.provider, self.options)
+        except ValueError as exc:
+            path, message = _split_option_error(str(exc))
+            raise FieldPathError(path, message) from None
+        provider = registry.get_provider(self.provider)
+        needs = [f.name for f in provider.credential_fields if f.required]
+        if needs and self.credentials is None and self.enabled and not self.frozen:
+            raise FieldPathError(
+                ("credentials",),
+                f"provider {self.provider!r} needs credentials: expected the name of a vault "
+                f"entry holding a JSON object with {', '.join(needs)}",
+            )
+        return self
+
+
+_OPTION_ERR_RE = re.compile(r"^options((?:\.[^.\[\]:\s]+|\[\d+\])*):\s*(.*)$", re.S)
+_OPTION_PART_RE = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+
+
+def _split_option_error(text: str) -> tuple[tuple[str | int, ...], str]:
+    """``"options.fail_cycle.every_hours: expected ..."`` -> (path, message)."""
+    m = _OPTION_ERR_RE.match(text)
+    if not m:
+        return ("options",), text
+    path: list[str | int] = ["options"]
+    for key, index in _OPTION_PART_RE.findall(m[1]):
+        path.append(int(index) if index else key)
+    return tuple(path), m[2]
+
+
+class FetchSettings(BaseModel):
+    """How the ingest fetches: per-attempt timeout, retries, parallelism."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_s: float = Field(default=60.0, gt=0, description="seconds per attempt, > 0")
+    max_attempts: int = Field(default=3, ge=1, le=10, description="attempts per hour, 1 to 10")
+    backoff_s: float = Field(default=2.0, ge=0, description="seconds before the first retry")
+    max_workers: int = Field(default=8, ge=1, description="linked accounts fetched in parallel")
+
+
+class FinbotConfig(BaseModel):
+    """The whole ``finbot.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    history_start: datetime = Field(
+        default=DEFAULT_HISTORY_START,
+        description="the first hour to ingest (naive UTC, on the hour) such as 2024-01-01T00:00",
+    )
+    fx_source: Literal["ecb", "static"] = Field(default="ecb", description="'ecb' or 'static'")
+    fx_static_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description="a mapping of ISO currency code to units of that currency per 1 EUR",
+    )
+    fx_ecb_base_url: str = Field(
+        default="https://www.ecb.europa.eu/stats/eurofxref",
+        pattern=r"^https?://",
+        description="the address the ECB's eurofxref files are read from (http or https)",
+    )
+    fetch: FetchSettings = Field(default_factory=FetchSettings, description="fetch settings")
+    profiles: list[Profile] = Field(
+        min_length=1, description="a list of at least one profile (id, name, valuation_ccy)"
+    )
+    linked_accounts: list[LinkedAccount] = Field(
+        default_factory=list, description="a list of linked accounts"
+    )
+
+    @field_validator("history_start", mode="before")
+    @classmethod
+    def _parse_history_start(cls, v: object) -> datetime:
+        expected = "expected a date-time such as 2024-01-01T00:00 (UTC, on the hour)"
+        if isinstance(v, str):
+            try:
+                v = datetime.fromisoformat(v.strip())
+            except ValueError:
+                raise ValueError(f"{expected}, got {v!r}") from None
+        elif isinstance(v, date) and not isinstance(v, datetime):
+            v = datetime(v.year, v.month, v.day)
+        if not isinstance(v, datetime):
+            raise ValueError(f"{expected}, got {v!r}")
+        if v.tzinfo is not None:
+            v = v.astimezone(UTC).replace(tzinfo=None)
+        if v.minute or v.second or v.microsecond:
+            raise ValueError(
+                f"expected a time on the hour such as {v:%Y-%m-%dT%H}:00, got {v.isoformat()}"
+            )
+        return v
+
+    @field_serializer("history_start", when_used="json")
+    def _dump_history_start(self, v: datetime) -> str:
+        return v.strftime("%Y-%m-%dT%H:%M")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> FinbotConfig:
+        # unique profile ids
+        first: dict[str, int] = {}
+        for i, p in enumerate(self.profiles):
+            if p.id in first:
+                raise FieldPathError(
+                    ("profiles", i, "id"),
+                    f"duplicate profile id {p.id!r} (already used by profiles[{first[p.id]}])",
+                )
+            first[p.id] = i
+        # unique linked account ids, existing profile references
+        seen: dict[str, int] = {}
+        for i, la in enumerate(self.linked_accounts):
+            if la.id in seen:
+                raise FieldPathError(
+                    ("linked_accounts", i, "id"),
+                    f"duplicate linked account id {la.id!r} "
+                    f"(already used by linked_accounts[{seen[la.id]}])",
+                )
+            seen[la.id] = i
+            if la.profile not in first:
+                raise FieldPathError(
+                    ("linked_accounts", i, "profile"),
+                    f"unknown profile {la.profile!r} {known_list(la.profile, first)}",
+                )
+        # static FX rates
+        for ccy, rate in self.fx_static_rates.items():
+            if ccy not in ISO_4217_CODES:
+                raise FieldPathError(("fx_static_rates", ccy), f"{_CCY_EXPECTED}, got {ccy!r}")
+            if not rate > 0 or rate == float("inf"):
+                raise FieldPathError(
+                    ("fx_static_rates", ccy),
+                    f"expected a rate > 0 ({ccy} per 1 EUR), got {rate!r}",
+                )
+            if ccy == "EUR" and rate != 1.0:
+                raise FieldPathError(
+                    ("fx_static_rates", ccy),
+                    f"EUR is the base currency: its rate must be 1, got {rate!r}",
+                )
+        if self.fx_source == "static":
+            needed = sorted({p.valuation_ccy for p in self.profiles} - {"EUR"})
+            if not self.fx_static_rates and needed:
+                raise FieldPathError(
+                    ("fx_static_rates",),
+                    "required when fx_source is 'static': expected a mapping of currency to "
+                    f"units per 1 EUR covering {', '.join(needed)}",
+                )
+            missing = [c for c in needed if c not in self.fx_static_rates]
+            if missing:
+                raise FieldPathError(
+                    ("fx_static_rates",),
+                    f"missing a rate for {', '.join(missing)} (valuation currency of a profile); "
+                    "expected units of that currency per 1 EUR",
+                )
+        return self
+
+    # ---------------------------------------------------------------- helpers
+
+    def profile(self, profile_id: str) -> Profile:
+        """The profile with this id (``KeyError`` if none)."""
+        for p in self.profiles:
+            if p.id == profile_id:
+                return p
+        raise KeyError(
+            f"unknown profile {profile_id!r} {known_list(profile_id, self.profile_ids())}"
+        )
+
+    def profile_ids(self) -> list[str]:
+        return [p.id for p in self.profiles]
+
+    def linked_account(self, linked_account_id: str) -> LinkedAccount:
+        """The linked account with this id (``KeyError`` if none)."""
+        for la in self.linked_accounts:
+            if la.id == linked_account_id:
+                return la
+        known = [la.id for la in self.linked_accounts]
+        raise KeyError(
+            f"unknown linked account {linked_account_id!r} {known_list(linked_account_id, known)}"
+        )
+
+    def linked_accounts_of(self, profile_id: str) -> list[LinkedAccount]:
+        """The profile's linked accounts, in file order (disabled ones included)."""
+        return [la for la in self.linked_accounts if la.profile == profile_id]
+
+    def enabled_linked_accounts(self) -> list[LinkedAccount]:
+        """Linked accounts with ``enabled: true``, frozen ones included (the ingest
+        keeps their last value without fetching them)."""
+        return [la for la in self.linked_accounts if la.enabled]
+
+    def fetchable_linked_accounts(self) -> list[LinkedAccount]:
+        """Enabled and not frozen: the accounts the ingest actually fetches."""
+        return [la for la in self.linked_accounts if la.enabled and not la.frozen]

@@ -1,0 +1,69 @@
+"""The one Dagster entry point: `dagster dev -m finbot_pipelines.definitions`.
+
+The linked-account assets are built from `$FINBOT_HOME/finbot.yaml` when the code
+location loads; reload the location in the UI after changing the config.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from finbot_pipelines.config.loading import load_config
+from finbot_pipelines.config.paths import HomePaths
+from finbot_pipelines.config.schema import FinbotConfig
+from finbot_pipelines.defs.automation.jobs import build_jobs
+from finbot_pipelines.defs.automation.runs import PROGRESS_LOGGER, finbot_progress
+from finbot_pipelines.defs.ingest.assets import build_ingest_assets, ingest_key
+from finbot_pipelines.defs.market.assets import build_fx_asset
+from finbot_pipelines.defs.partitions import daily_partitions, hourly_partitions
+from finbot_pipelines.defs.resources import FinbotHome
+from finbot_pipelines.defs.transform.assets import build_dbt_assets
+from finbot_pipelines.defs.transform.project import dbt_project
+from finbot_pipelines.defs.transform.publish import build_publish_asset
+
+DEFAULT_HISTORY_START = datetime(2024, 1, 1)
+#: dbt from the same environment as this Python, whether or not the venv is on PATH.
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
+
+# BackfillPolicy and pools are marked beta; finbot relies on them deliberately.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+
+def build_definitions(home: str | None = None) -> dg.Definitions:
+    paths = HomePaths.resolve(home)
+    cfg: FinbotConfig | None = load_config(paths.config) if paths.config.exists() else None
+    start = cfg.history_start if cfg else DEFAULT_HISTORY_START
+    hourly = hourly_partitions(start)
+    daily = daily_partitions(start)
+
+    ingest = build_ingest_assets(cfg, hourly) if cfg else None
+    ingest_keys = [ingest_key(a.id) for a in cfg.enabled_linked_accounts()] if cfg else []
+    fx = build_fx_asset(daily)
+    dbt = build_dbt_assets(hourly, ingest_keys)
+    mart_keys = [k for k, g in dbt.group_names_by_key.items() if g == "marts"]
+    publish = build_publish_asset(hourly, mart_keys)
+    jobs, schedules = build_jobs(hourly, daily)
+
+    assets: list[dg.AssetsDefinition] = [fx, dbt, publish]
+    if ingest is not None:
+        assets.insert(0, ingest)
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        schedules=schedules,
+        loggers={PROGRESS_LOGGER: finbot_progress},
+        resources={
+            "finbot": FinbotHome(home=str(paths.home)),
+            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+        },
+    )
+
+
+defs = build_definitions()

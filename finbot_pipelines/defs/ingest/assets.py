@@ -1,0 +1,302 @@
+"""Ingest: one hourly-partitioned asset per enabled linked account, all fetched in one step.
+
+The step fetches every selected account for every hour of its partition range in
+parallel (timeout, retries and backoff in `providers.fetching`), then lands each
+chunk of hours in the raw tables in one transaction. A failing account is
+recorded in `raw.fetches` with its error code and never stops the others.
+Writers of the warehouse are serialised by the `finbot_warehouse` pool.
+"""
+
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+
+from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
+from finbot_pipelines.config.vault import Vault
+from finbot_pipelines.defs.partitions import naive_utc
+from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
+from finbot_pipelines.providers.fetching import FetchOutcome, FetchTask, RetryPolicy, run_fetches
+from finbot_pipelines.providers.registry import get_provider
+from finbot_pipelines.warehouse.raw import (
+    AccountHourRow,
+    FetchRow,
+    HourBatch,
+    ItemRow,
+    SubAccountRow,
+    replace_profiles,
+    write_hour_batch,
+)
+
+#: Hours landed per transaction: bounds memory and shows progress on long backfills.
+CHUNK_HOURS = 24
+#: How old an hour a provider that cannot fetch the past may still be asked for.
+LIVE_GRACE = timedelta(hours=2)
+
+
+def ingest_key(linked_account_id: str) -> dg.AssetKey:
+    return dg.AssetKey(["ingest", linked_account_id])
+
+
+def _hours(start: datetime, end: datetime) -> list[datetime]:
+    n = int((end - start) / timedelta(hours=1))
+    return [start + timedelta(hours=i) for i in range(n)]
+
+
+def refuse_past_hours(
+    accounts: Sequence[LinkedAccount], hours: Sequence[datetime], now: datetime
+) -> None:
+    """Raise a clear Failure when a live-only provider is asked for an hour in the past."""
+    if not hours:
+        return
+    oldest = min(hours)
+    limit = now.replace(minute=0, second=0, microsecond=0) - LIVE_GRACE
+    if oldest >= limit:
+        return
+    live = [
+        a for a in accounts if not a.frozen and not get_provider(a.provider).supports_historical
+    ]
+    if not live:
+        return
+    names = ", ".join(f"'{a.id}' ({a.provider})" for a in live)
+    raise dg.Failure(
+        description=(
+            f"Refused: linked account(s) {names} can only be fetched live, and this run asks "
+            f"for hours from {oldest:%Y-%m-%d %H:00} UTC, older than {limit:%Y-%m-%d %H:00} "
+            "UTC. Providers such as these return today's balances, so a past hour cannot be "
+            "fetched. Materialise only the historical-capable accounts for past hours, or "
+            "rebuild the transforms from the raw history already stored."
+        )
+    )
+
+
+def outcome_rows(
+    account: LinkedAccount, outcome: FetchOutcome
+) -> tuple[FetchRow, list[SubAccountRow], list[ItemRow]]:
+    hour = outcome.task.hour
+    fetch = FetchRow(
+        fetch_hour=hour,
+        profile_id=account.profile,
+        linked_account_id=account.id,
+        provider_id=account.provider,
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
+        status="success" if outcome.ok else "failure",
+        error_code=outcome.error_code,
+        error_message=outcome.error_message,
+        attempt=outcome.attempts,
+    )
+    subs: list[SubAccountRow] = []
+    items: list[ItemRow] = []
+    if outcome.snapshot is not None:
+        for sub in outcome.snapshot.sub_accounts:
+            subs.append(
+                SubAccountRow(hour, account.id, sub.id, sub.name, sub.currency, sub.account_type)
+            )
+            items.extend(
+                ItemRow(
+                    fetch_hour=hour,
+                    linked_account_id=account.id,
+                    sub_account_id=sub.id,
+                    item_name=it.name,
+                    item_type=it.item_type,
+                    asset_class=it.asset_class,
+                    asset_type=it.asset_type,
+                    units=it.units,
+                    value=it.value,
+                    currency=it.currency,
+                    symbol=it.symbol,
+                )
+                for it in sub.items
+            )
+    return fetch, subs, items
+
+
+class _Credentials:
+    """Resolves a linked account's credentials from the vault, only when a fetch needs them."""
+
+    def __init__(self, finbot: FinbotHome) -> None:
+        self._finbot = finbot
+        self._vault: Vault | None = None
+
+    def resolver(self, account: LinkedAccount) -> Any:
+        name = account.credentials
+        if not name:
+            return dict
+
+        def resolve() -> Mapping[str, str]:
+            if self._vault is None:
+                self._vault = self._finbot.vault()
+            return self._vault.get_json(name)
+
+        return resolve
+
+
+def _policy(cfg: FinbotConfig) -> RetryPolicy:
+    f = cfg.fetch
+    return RetryPolicy(
+        timeout_s=f.timeout_s,
+        max_attempts=f.max_attempts,
+        backoff_s=f.backoff_s,
+        max_workers=f.max_workers,
+    )
+
+
+def ingest_hours(
+    context: dg.AssetExecutionContext,
+    finbot: FinbotHome,
+    cfg: FinbotConfig,
+    accounts: Sequence[LinkedAccount],
+    hours: Sequence[datetime],
+) -> dict[str, Counter[str]]:
+    """Fetch and land every (hour, account); return per-account outcome counters."""
+    creds = _Credentials(finbot)
+    policy = _policy(cfg)
+    stats: dict[str, Counter[str]] = {a.id: Counter() for a in accounts}
+    last_error: dict[str, str] = {}
+    with finbot.warehouse() as con:
+        replace_profiles(con, [(p.id, p.name, p.valuation_ccy) for p in cfg.profiles])
+        for start in range(0, len(hours), CHUNK_HOURS):
+            chunk = hours[start : start + CHUNK_HOURS]
+            batch = HourBatch(keys=[], account_hours=[], fetches=[], sub_accounts=[], items=[])
+            tasks: list[FetchTask] = []
+            task_accounts: list[LinkedAccount] = []
+            for hour in chunk:
+                for a in accounts:
+                    batch.keys.append((hour, a.id))
+                    batch.account_hours.append(
+                        AccountHourRow(
+                            hour,
+                            a.profile,
+                            a.id,
+                            a.provider,
+                            a.name,
+                            "frozen" if a.frozen else "active",
+                        )
+                    )
+                    if a.frozen:
+                        stats[a.id]["frozen"] += 1
+                        continue
+                    tasks.append(
+                        FetchTask(
+                            hour, a.id, get_provider(a.provider), a.options, creds.resolver(a)
+                        )
+                    )
+                    task_accounts.append(a)
+            for a, outcome in zip(task_accounts, run_fetches(tasks, policy), strict=True):
+                fetch, subs, items = outcome_rows(a, outcome)
+                batch.fetches.append(fetch)
+                batch.sub_accounts.extend(subs)
+                batch.items.extend(items)
+                stats[a.id]["success" if outcome.ok else "failure"] += 1
+                stats[a.id]["retries"] += outcome.attempts - 1
+                if not outcome.ok:
+                    last_error[a.id] = f"{outcome.error_code}: {outcome.error_message}"
+            write_hour_batch(con, batch)
+            done = min(start + CHUNK_HOURS, len(hours))
+            failures = sum(1 for t in batch.fetches if t.status == "failure")
+            context.log.info(
+                f"progress: {done}/{len(hours)} hours landed "
+                f"(up to {chunk[-1]:%Y-%m-%d %H:00} UTC; {len(accounts)} accounts; "
+                f"{failures} failed fetches in this chunk)"
+            )
+    for account_id, err in last_error.items():
+        context.log.warning(f"linked account '{account_id}': last failure {err}")
+    return stats
+
+
+def build_ingest_assets(
+    cfg: FinbotConfig, partitions: dg.PartitionsDefinition
+) -> dg.AssetsDefinition | None:
+    accounts = cfg.enabled_linked_accounts()
+    if not accounts:
+        return None
+    specs = [
+        dg.AssetSpec(
+            key=ingest_key(a.id),
+            description=(
+                f"Hourly snapshot of the linked account '{a.name}' ({a.provider}) of profile "
+                f"'{a.profile}'{' — frozen: keeps its last value' if a.frozen else ''}. "
+                "Lands raw.fetches, raw.sub_accounts and raw.items."
+            ),
+            group_name="ingest",
+            kinds={"python", "duckdb"},
+            metadata={"provider": a.provider, "profile": a.profile, "frozen": a.frozen},
+            tags={"finbot/provider": a.provider, "finbot/profile": a.profile},
+            partitions_def=partitions,
+            skippable=True,
+        )
+        for a in accounts
+    ]
+    checks = [
+        dg.AssetCheckSpec(
+            "latest_fetch_succeeded",
+            asset=ingest_key(a.id),
+            description="The newest hour of this run was fetched successfully.",
+        )
+        for a in accounts
+    ]
+
+    @dg.multi_asset(
+        name="ingest_linked_accounts",
+        specs=specs,
+        check_specs=checks,
+        can_subset=True,
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+    )
+    def ingest_linked_accounts(
+        context: dg.AssetExecutionContext, finbot: FinbotHome
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        cfg_now = finbot.config()
+        by_id = {a.id: a for a in cfg_now.enabled_linked_accounts()}
+        wanted = [k.path[-1] for k in context.selected_asset_keys]
+        selected = [by_id[i] for i in wanted if i in by_id]
+        for gone in sorted(set(wanted) - set(by_id)):
+            context.log.warning(
+                f"linked account '{gone}' is no longer enabled in the config: skipped"
+            )
+        window = context.partition_time_window
+        hours = _hours(naive_utc(window.start), naive_utc(window.end))
+        refuse_past_hours(selected, hours, datetime.now(UTC).replace(tzinfo=None))
+        stats = ingest_hours(context, finbot, cfg_now, selected, hours)
+        newest = hours[-1] if hours else None
+        for a in selected:
+            s = stats[a.id]
+            yield dg.MaterializeResult(
+                asset_key=ingest_key(a.id),
+                metadata={
+                    "hours": len(hours),
+                    "successes": s["success"],
+                    "failures": s["failure"],
+                    "retries": s["retries"],
+                    "frozen_hours": s["frozen"],
+                    "provider": a.provider,
+                },
+            )
+        if newest is not None:
+            with finbot.warehouse() as con:
+                rows = con.execute(
+                    "select linked_account_id, status, error_code from raw.fetches "
+                    "where fetch_hour = ?",
+                    [newest],
+                ).fetchall()
+            latest = {r[0]: (r[1], r[2]) for r in rows}
+            for a in selected:
+                status, code = latest.get(a.id, ("frozen" if a.frozen else "missing", None))
+                yield dg.AssetCheckResult(
+                    asset_key=ingest_key(a.id),
+                    check_name="latest_fetch_succeeded",
+                    passed=status in ("success", "frozen"),
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "hour": f"{newest:%Y-%m-%d %H:00}",
+                        "status": status,
+                        "error_code": code or "",
+                    },
+                )
+
+    return ingest_linked_accounts

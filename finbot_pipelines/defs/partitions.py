@@ -1,0 +1,28 @@
+"""Partitions: hours for linked accounts and transforms, days for FX rates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import dagster as dg
+
+HOUR_FMT = "%Y-%m-%d-%H:%M"
+
+
+def hourly_partitions(start: datetime) -> dg.HourlyPartitionsDefinition:
+    return dg.HourlyPartitionsDefinition(
+        start_date=start.strftime(HOUR_FMT), timezone="UTC", fmt=HOUR_FMT
+    )
+
+
+def daily_partitions(start: datetime) -> dg.DailyPartitionsDefinition:
+    return dg.DailyPartitionsDefinition(start_date=start.strftime("%Y-%m-%d"), timezone="UTC")
+
+
+def naive_utc(ts: datetime) -> datetime:
+    """A tz-aware datetime as naive UTC (the warehouse convention)."""
+    if ts.tzinfo is None:
+        return ts
+    from datetime import UTC
+
+    return ts.astimezone(UTC).replace(tzinfo=None)

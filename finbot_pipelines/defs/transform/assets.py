@@ -1,0 +1,116 @@
+"""dbt assets: staging -> intermediate -> marts, hourly partitioned, one dbt build per run.
+
+The run's partition window is passed to dbt as ``--vars {min_hour, max_hour}``
+(both inclusive hour starts); incremental models rebuild only those hours.
+"""
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
+
+from finbot_pipelines.defs.market.assets import FX_RATES_KEY
+from finbot_pipelines.defs.partitions import naive_utc
+from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
+from finbot_pipelines.defs.transform.project import dbt_project
+
+#: raw tables landed by the ingest assets (one per linked account) ...
+INGEST_TABLES = frozenset({"fetches", "sub_accounts", "items", "linked_account_hours", "profiles"})
+#: ... and by the FX asset.
+MARKET_TABLES = frozenset({"fx_rates"})
+LAYER_GROUPS = {"staging": "staging", "intermediate": "intermediate", "marts": "marts"}
+
+
+class FinbotDbtTranslator(DagsterDbtTranslator):
+    """Groups by layer, and draws raw sources as edges from the assets that land them.
+
+    A dbt source `raw.items` is written by every linked-account asset, so instead of
+    one stub asset per raw table, a model reading a raw source depends directly on
+    the ingest assets (or on the FX asset for `raw.fx_rates`).
+    """
+
+    def __init__(self, ingest_keys: Sequence[dg.AssetKey]) -> None:
+        super().__init__(DagsterDbtTranslatorSettings(enable_asset_checks=True))
+        self._ingest_keys = list(ingest_keys)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        fqn = dbt_resource_props.get("fqn", [])
+        for part in fqn[1:-1]:
+            if part in LAYER_GROUPS:
+                return LAYER_GROUPS[part]
+        return super().get_group_name(dbt_resource_props)
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: Any
+    ) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if not unique_id.startswith("model."):
+            return spec
+        sources = manifest["nodes"][unique_id].get("depends_on", {}).get("nodes", [])
+        raw_tables = {manifest["sources"][s]["name"] for s in sources if s.startswith("source.")}
+        if not raw_tables:
+            return spec
+        source_keys = {
+            super(FinbotDbtTranslator, self).get_asset_spec(manifest, s, project).key
+            for s in sources
+            if s.startswith("source.")
+        }
+        deps = [d for d in spec.deps if d.asset_key not in source_keys]
+        if raw_tables & INGEST_TABLES:
+            deps.extend(dg.AssetDep(k) for k in self._ingest_keys)
+        if raw_tables & MARKET_TABLES:
+            deps.append(dg.AssetDep(FX_RATES_KEY))
+        return spec.replace_attributes(deps=deps)
+
+
+class DbtBuildConfig(dg.Config):
+    full_refresh: bool = False
+
+
+def dbt_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
+    window = context.partition_time_window
+    first = naive_utc(window.start)
+    last = naive_utc(window.end) - timedelta(hours=1)
+    return {"min_hour": f"{first:%Y-%m-%d %H:%M:%S}", "max_hour": f"{last:%Y-%m-%d %H:%M:%S}"}
+
+
+def build_dbt_assets(
+    partitions: dg.PartitionsDefinition, ingest_keys: Sequence[dg.AssetKey]
+) -> dg.AssetsDefinition:
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        dagster_dbt_translator=FinbotDbtTranslator(ingest_keys),
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        name="finbot_dbt",
+    )
+    def finbot_dbt(
+        context: dg.AssetExecutionContext,
+        dbt: DbtCliResource,
+        finbot: FinbotHome,
+        config: DbtBuildConfig,
+    ) -> Iterator[Any]:
+        paths = finbot.paths
+        with finbot.warehouse():
+            pass  # creates the warehouse and the raw schema the sources read
+        os.environ["FINBOT_WAREHOUSE"] = str(paths.warehouse)
+        args = ["build"]
+        if config.full_refresh:
+            args.append("--full-refresh")
+        else:
+            args += ["--vars", json.dumps(dbt_window_vars(context))]
+        paths.dbt_target.mkdir(parents=True, exist_ok=True)
+        yield from dbt.cli(args, context=context, target_path=paths.dbt_target).stream()
+
+    return finbot_dbt

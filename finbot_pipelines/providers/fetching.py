@@ -1,0 +1,160 @@
+"""Run provider fetches: in parallel, each attempt under a timeout, transient errors retried.
+
+Plain Python, no Dagster: the ingest asset builds a list of `FetchTask`s and gets
+one `FetchOutcome` per task back, in the same order. A task never raises: every
+failure becomes an outcome with an error code, so one account failing never stops
+the others. Credentials are resolved inside the worker, just before the call,
+and any credential value that leaks into an error message is masked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from finbot_pipelines.config.vault import VaultError
+from finbot_pipelines.providers.base import (
+    LINKED_ACCOUNT_ID_OPTION,
+    CredentialsError,
+    FetchTimeout,
+    Provider,
+    ProviderError,
+    Snapshot,
+)
+
+MAX_RETRY_AFTER_S = 120.0
+MAX_MESSAGE_CHARS = 500
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    timeout_s: float = 60.0
+    max_attempts: int = 3
+    backoff_s: float = 2.0
+    max_workers: int = 8
+
+
+@dataclass(frozen=True)
+class FetchTask:
+    """One attempt-set at one linked account for one hour."""
+
+    hour: datetime
+    linked_account_id: str
+    provider: Provider
+    options: Mapping[str, Any]
+    credentials: Callable[[], Mapping[str, str]] = field(default=lambda: {})
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    task: FetchTask
+    started_at: datetime
+    finished_at: datetime
+    attempts: int
+    snapshot: Snapshot | None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.snapshot is not None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def mask_secrets(message: str, secrets: Sequence[str]) -> str:
+    """Replace every credential value (of 4+ characters) found in ``message`` by ***."""
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
+
+
+def _call_with_timeout(fn: Callable[[], Snapshot], timeout_s: float) -> Snapshot:
+    """Run ``fn`` in a daemon thread; raise FetchTimeout if it has not returned in time.
+
+    A thread cannot be killed: a provider that hangs keeps its thread until it
+    returns, but the fetch is recorded as timed out and the run moves on.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="finbot-fetch", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise FetchTimeout(f"no answer within {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    result: Snapshot = box["result"]
+    return result
+
+
+def _resolve_credentials(task: FetchTask) -> Mapping[str, str]:
+    try:
+        return task.credentials()
+    except VaultError as exc:
+        raise CredentialsError(
+            f"the credentials of linked account '{task.linked_account_id}' could not be read "
+            f"from the vault: {exc}"
+        ) from exc
+
+
+def run_one(
+    task: FetchTask, policy: RetryPolicy, sleep: Callable[[float], None] = time.sleep
+) -> FetchOutcome:
+    started = _utcnow()
+    secrets: list[str] = []
+    attempt = 0
+    error: ProviderError | None = None
+    while attempt < policy.max_attempts:
+        attempt += 1
+        try:
+            creds = _resolve_credentials(task)
+            secrets = [v for v in creds.values() if isinstance(v, str)]
+            options = {**task.options, LINKED_ACCOUNT_ID_OPTION: task.linked_account_id}
+            snapshot = _call_with_timeout(
+                partial(task.provider.fetch, creds, options, task.hour), policy.timeout_s
+            )
+            snapshot.validate()
+            return FetchOutcome(task, started, _utcnow(), attempt, snapshot)
+        except ProviderError as exc:
+            error = exc
+        except Exception as exc:  # a provider bug must not stop the other accounts
+            error = ProviderError(f"{type(exc).__name__}: {exc}")
+        if not error.retryable or attempt >= policy.max_attempts:
+            break
+        delay = policy.backoff_s * (2 ** (attempt - 1))
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_S))
+        if delay > 0:
+            sleep(delay)
+    assert error is not None
+    message = mask_secrets(str(error) or type(error).__name__, secrets)[:MAX_MESSAGE_CHARS]
+    return FetchOutcome(task, started, _utcnow(), attempt, None, error.code, message)
+
+
+def run_fetches(
+    tasks: Sequence[FetchTask],
+    policy: RetryPolicy,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[FetchOutcome]:
+    """Fetch every task in parallel (up to ``policy.max_workers``); outcomes keep task order."""
+    if not tasks:
+        return []
+    workers = max(1, min(policy.max_workers, len(tasks)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="finbot-ingest") as pool:
+        return list(pool.map(lambda t: run_one(t, policy, sleep), tasks))

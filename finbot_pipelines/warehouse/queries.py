@@ -1,0 +1,40 @@
+"""Read-only access to the published marts, for the CLI, reports and notebooks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+
+@contextmanager
+def open_published(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the published database read-only; it is never the warehouse."""
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist yet: run `./finbotctl demo` or let a run publish the marts"
+        )
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def latest_net_worth(path: Path) -> list[dict[str, Any]]:
+    """Each profile's valuation at its latest valued hour."""
+    with open_published(path) as con:
+        cur = con.execute(
+            """
+            select profile_id, valuation_hour, valuation_ccy, total_assets,
+                   total_liabilities, net_worth, stale_accounts
+            from marts.fct_profile_valuation_hourly
+            qualify row_number() over (partition by profile_id order by valuation_hour desc) = 1
+            order by profile_id
+            """
+        )
+        cols = [d[0] for d in cur.description or []]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]

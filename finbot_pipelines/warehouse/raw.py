@@ -1,0 +1,230 @@
+"""The raw landing tables of the warehouse and the idempotent writes into them.
+
+This is the only place where Python writes SQL into the warehouse: everything
+downstream of these tables lives in dbt. Each write replaces the rows of the
+(hour, linked account) pairs it covers inside one transaction, so re-running a
+partition never duplicates and a crash never leaves half an hour behind.
+
+All timestamps are naive UTC (`TIMESTAMP`), hours are truncated to the hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import duckdb
+import pandas as pd
+
+RAW_DDL = """
+create schema if not exists raw;
+
+create table if not exists raw.fetches (
+    fetch_hour        timestamp not null,
+    profile_id        varchar   not null,
+    linked_account_id varchar   not null,
+    provider_id       varchar   not null,
+    started_at        timestamp not null,
+    finished_at       timestamp not null,
+    status            varchar   not null,   -- success | failure
+    error_code        varchar,
+    error_message     varchar,
+    attempt           integer   not null,   -- attempts made for this hour (1 = first try)
+    primary key (fetch_hour, linked_account_id)
+);
+
+create table if not exists raw.sub_accounts (
+    fetch_hour        timestamp not null,
+    linked_account_id varchar   not null,
+    sub_account_id    varchar   not null,
+    name              varchar   not null,
+    currency          varchar   not null,
+    account_type      varchar   not null,   -- depository | credit | loan | investment | other
+    primary key (fetch_hour, linked_account_id, sub_account_id)
+);
+
+create table if not exists raw.items (
+    fetch_hour        timestamp not null,
+    linked_account_id varchar   not null,
+    sub_account_id    varchar   not null,
+    item_name         varchar   not null,
+    item_type         varchar   not null,   -- asset | liability
+    asset_class       varchar   not null,
+    asset_type        varchar   not null,
+    units             double,
+    value             double    not null,   -- in the sub-account currency; liabilities < 0
+    currency          varchar,              -- the item's own currency, when it has one
+    symbol            varchar
+);
+
+-- Which linked accounts a profile had at each ingested hour, and in which state.
+-- Enabled accounts get one row per hour: 'active' (fetched) or 'frozen' (not
+-- fetched, keeps its last value). Disabled or removed accounts get none, so they
+-- stop counting from that hour while their history stays.
+create table if not exists raw.linked_account_hours (
+    fetch_hour          timestamp not null,
+    profile_id          varchar   not null,
+    linked_account_id   varchar   not null,
+    provider_id         varchar   not null,
+    linked_account_name varchar   not null,
+    state               varchar   not null,  -- active | frozen
+    primary key (fetch_hour, linked_account_id)
+);
+
+-- The profiles of the current configuration (replaced on every ingest).
+create table if not exists raw.profiles (
+    profile_id    varchar not null primary key,
+    profile_name  varchar not null,
+    valuation_ccy varchar not null
+);
+
+-- Euro reference rates: 1 base_ccy (always EUR) = rate quote_ccy.
+create table if not exists raw.fx_rates (
+    rate_date date    not null,
+    base_ccy  varchar not null,
+    quote_ccy varchar not null,
+    rate      double  not null,
+    source    varchar not null,   -- ecb | static
+    primary key (rate_date, base_ccy, quote_ccy)
+);
+"""
+
+
+def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the raw schema and tables when absent (idempotent)."""
+    con.execute(RAW_DDL)
+
+
+@dataclass(frozen=True)
+class FetchRow:
+    fetch_hour: datetime
+    profile_id: str
+    linked_account_id: str
+    provider_id: str
+    started_at: datetime
+    finished_at: datetime
+    status: str
+    error_code: str | None
+    error_message: str | None
+    attempt: int
+
+
+@dataclass(frozen=True)
+class SubAccountRow:
+    fetch_hour: datetime
+    linked_account_id: str
+    sub_account_id: str
+    name: str
+    currency: str
+    account_type: str
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    fetch_hour: datetime
+    linked_account_id: str
+    sub_account_id: str
+    item_name: str
+    item_type: str
+    asset_class: str
+    asset_type: str
+    units: float | None
+    value: float
+    currency: str | None
+    symbol: str | None
+
+
+@dataclass(frozen=True)
+class AccountHourRow:
+    fetch_hour: datetime
+    profile_id: str
+    linked_account_id: str
+    provider_id: str
+    linked_account_name: str
+    state: str
+
+
+@dataclass
+class HourBatch:
+    """Everything one ingest writes for a set of (hour, linked account) pairs."""
+
+    keys: list[tuple[datetime, str]]
+    account_hours: list[AccountHourRow]
+    fetches: list[FetchRow]
+    sub_accounts: list[SubAccountRow]
+    items: list[ItemRow]
+
+
+_FETCH_COLS = tuple(FetchRow.__dataclass_fields__)
+_SUB_COLS = tuple(SubAccountRow.__dataclass_fields__)
+_ITEM_COLS = tuple(ItemRow.__dataclass_fields__)
+_HOUR_COLS = tuple(AccountHourRow.__dataclass_fields__)
+
+
+def _frame(objs: Sequence[object], cols: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame([tuple(getattr(o, c) for c in cols) for o in objs], columns=list(cols))
+
+
+def write_hour_batch(con: duckdb.DuckDBPyConnection, batch: HourBatch) -> None:
+    """Replace the rows of every (hour, linked account) in ``batch.keys`` in one transaction."""
+    if not batch.keys:
+        return
+    keys = pd.DataFrame(batch.keys, columns=["fetch_hour", "linked_account_id"])
+    frames = {
+        "linked_account_hours": _frame(batch.account_hours, _HOUR_COLS),
+        "fetches": _frame(batch.fetches, _FETCH_COLS),
+        "sub_accounts": _frame(batch.sub_accounts, _SUB_COLS),
+        "items": _frame(batch.items, _ITEM_COLS),
+    }
+    con.execute("begin transaction")
+    try:
+        con.register("_batch_keys", keys)
+        for table in frames:
+            con.execute(
+                f"delete from raw.{table} t using _batch_keys k "
+                "where t.fetch_hour = k.fetch_hour and t.linked_account_id = k.linked_account_id"
+            )
+        for table, frame in frames.items():
+            if len(frame):
+                con.register("_batch_rows", frame)
+                con.execute(f"insert into raw.{table} by name select * from _batch_rows")
+                con.unregister("_batch_rows")
+        con.unregister("_batch_keys")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
+def replace_profiles(
+    con: duckdb.DuckDBPyConnection, profiles: Sequence[tuple[str, str, str]]
+) -> None:
+    """Replace raw.profiles with (profile_id, profile_name, valuation_ccy) rows."""
+    con.execute("begin transaction")
+    try:
+        con.execute("delete from raw.profiles")
+        if profiles:
+            con.executemany("insert into raw.profiles values (?, ?, ?)", list(profiles))
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
+def replace_fx_rates(
+    con: duckdb.DuckDBPyConnection,
+    dates: Sequence[date],
+    rows: Sequence[tuple[date, str, str, float, str]],
+) -> None:
+    """Replace the rates of the given dates with (rate_date, base, quote, rate, source) rows."""
+    con.execute("begin transaction")
+    try:
+        if dates:
+            con.executemany("delete from raw.fx_rates where rate_date = ?", [(d,) for d in dates])
+        if rows:
+            con.executemany("insert into raw.fx_rates values (?, ?, ?, ?, ?)", list(rows))
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise

@@ -1,0 +1,115 @@
+"""Shared fixtures: one small FINBOT_HOME built once per session through the real jobs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+
+def ensure_dbt_manifest() -> None:
+    """@dbt_assets reads target/manifest.json at import: build it when a plain pytest runs first."""
+    manifest = REPO / "dbt_project" / "target" / "manifest.json"
+    if manifest.exists():
+        return
+    env = {**os.environ, "FINBOT_WAREHOUSE": str(REPO / "dbt_project" / "target" / "parse.duckdb")}
+    subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "dbt"),
+            "parse",
+            "--quiet",
+            "--project-dir",
+            ".",
+            "--profiles-dir",
+            ".",
+        ],
+        cwd=REPO / "dbt_project",
+        env=env,
+        check=True,
+    )
+
+
+E2E_CONFIG = """\
+history_start: "2026-01-05T00:00"
+fx_source: static
+fx_static_rates:
+  GBP: 0.85
+  USD: 1.10
+profiles:
+  - {id: alice, name: Alice, valuation_ccy: GBP}
+  - {id: bruno, name: Bruno, valuation_ccy: EUR}
+linked_accounts:
+  - id: a-bank
+    profile: alice
+    provider: dummy
+    name: Alice bank
+    options: {sub_accounts: [cash, credit_card]}
+  - id: a-invest
+    profile: alice
+    provider: dummy
+    name: Alice invest
+    options:
+      sub_accounts: [stocks, pension]
+      fail_hours: ["2026-01-05T10:00", "2026-01-05T11:00"]
+      fail_kind: authentication_failure
+  - id: a-crypto
+    profile: alice
+    provider: dummy
+    name: Alice crypto
+    options: {sub_accounts: [crypto], flaky_attempts: 1}
+  - id: b-bank
+    profile: bruno
+    provider: dummy
+    name: Bruno bank
+    options: {sub_accounts: [cash, mortgage], scale: 0.7}
+fetch: {timeout_s: 20, max_attempts: 3, backoff_s: 0, max_workers: 4}
+"""
+
+FIRST_HOUR = datetime(2026, 1, 5, 0)
+HOURS = 24
+
+
+@dataclass
+class BuiltHome:
+    home: Path
+    first: datetime
+    last: datetime
+    fx_success: bool
+    run_success: bool
+
+
+@pytest.fixture(scope="session")
+def built_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltHome]:
+    """A FINBOT_HOME with 24 hours of the e2e household, built by the real jobs, once."""
+    ensure_dbt_manifest()
+    import dagster as dg
+
+    from finbot_pipelines.config.home import ensure_dagster_home
+    from finbot_pipelines.config.paths import HomePaths
+    from finbot_pipelines.definitions import build_definitions
+    from finbot_pipelines.defs.automation.jobs import FX_JOB, HOURLY_JOB
+    from finbot_pipelines.defs.automation.runs import run_job
+
+    home = tmp_path_factory.mktemp("finbot-home")
+    paths = HomePaths(home)
+    paths.config.write_text(E2E_CONFIG)
+    ensure_dagster_home(paths)
+    defs = build_definitions(str(home))
+    last = FIRST_HOUR + timedelta(hours=HOURS - 1)
+    with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
+        fx = run_job(defs, FX_JOB, FIRST_HOUR, FIRST_HOUR, instance=instance, fmt="%Y-%m-%d")
+        run = run_job(defs, HOURLY_JOB, FIRST_HOUR, last, instance=instance)
+    yield BuiltHome(home, FIRST_HOUR, last, fx.success, run.success)
+    shutil.rmtree(home, ignore_errors=True)

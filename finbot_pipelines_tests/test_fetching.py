@@ -1,0 +1,201 @@
+"""The fetch runner: parallel, timeouts, retries with backoff, secrets masked, never raises."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from finbot_pipelines.config.schema import LinkedAccount
+from finbot_pipelines.defs.ingest.assets import refuse_past_hours
+from finbot_pipelines.providers import registry
+from finbot_pipelines.providers.base import (
+    AuthenticationFailure,
+    CredentialField,
+    Item,
+    RateLimited,
+    Snapshot,
+    SubAccount,
+    TransientError,
+)
+from finbot_pipelines.providers.fetching import FetchTask, RetryPolicy, run_fetches, run_one
+
+HOUR = datetime(2026, 3, 2, 9)
+SNAP = Snapshot(
+    (
+        SubAccount(
+            "cur", "Current", "GBP", "depository", (Item("Cash", "asset", "cash", "cash", 10.0),)
+        ),
+    )
+)
+
+
+@dataclass
+class ScriptedProvider:
+    """Raises the scripted errors in order, then returns SNAP; records every call."""
+
+    script: list[BaseException | float] = field(default_factory=list)
+    id: str = "scripted"
+    description: str = "test provider"
+    credential_fields: tuple[CredentialField, ...] = ()
+    supports_historical: bool = True
+    calls: list[Mapping[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def validate_options(self, options: Mapping[str, Any]) -> None:
+        return None
+
+    def fetch(
+        self, credentials: Mapping[str, str], options: Mapping[str, Any], as_of: datetime
+    ) -> Snapshot:
+        with self.lock:
+            self.calls.append(dict(options))
+            step = self.script.pop(0) if self.script else None
+        if isinstance(step, BaseException):
+            raise step
+        if isinstance(step, float):
+            time.sleep(step)
+        return SNAP
+
+
+POLICY = RetryPolicy(timeout_s=1.0, max_attempts=3, backoff_s=0.5, max_workers=4)
+
+
+def task(
+    p: ScriptedProvider, creds: Mapping[str, str] | None = None, account: str = "acc"
+) -> FetchTask:
+    return FetchTask(HOUR, account, p, {"x": 1}, lambda: creds or {})
+
+
+def test_success_first_try_passes_the_linked_account_id() -> None:
+    p = ScriptedProvider()
+    out = run_one(task(p), POLICY, sleep=lambda s: None)
+    assert out.ok and out.attempts == 1 and out.snapshot == SNAP
+    assert p.calls == [{"x": 1, "_linked_account_id": "acc"}]
+
+
+def test_transient_errors_are_retried_with_exponential_backoff() -> None:
+    p = ScriptedProvider([TransientError("503"), TransientError("503")])
+    sleeps: list[float] = []
+    out = run_one(task(p), POLICY, sleep=sleeps.append)
+    assert out.ok and out.attempts == 3
+    assert sleeps == [0.5, 1.0]
+
+
+def test_retry_after_is_honoured() -> None:
+    p = ScriptedProvider([RateLimited("429", retry_after=7)])
+    sleeps: list[float] = []
+    out = run_one(task(p), POLICY, sleep=sleeps.append)
+    assert out.ok and sleeps == [7.0]
+
+
+def test_authentication_failure_is_not_retried() -> None:
+    p = ScriptedProvider([AuthenticationFailure("bad login")])
+    out = run_one(task(p), POLICY, sleep=lambda s: None)
+    assert not out.ok
+    assert (out.attempts, out.error_code, out.error_message) == (
+        1,
+        "authentication_failure",
+        "bad login",
+    )
+
+
+def test_exhausted_retries_record_the_last_error() -> None:
+    p = ScriptedProvider([TransientError("down")] * 3)
+    out = run_one(task(p), POLICY, sleep=lambda s: None)
+    assert (out.ok, out.attempts, out.error_code) == (False, 3, "transient")
+
+
+def test_a_hanging_provider_times_out_and_is_retried() -> None:
+    p = ScriptedProvider([3.0, 3.0])  # sleeps longer than the 1 s timeout twice, then answers
+    policy = RetryPolicy(timeout_s=0.2, max_attempts=3, backoff_s=0)
+    out = run_one(task(p), policy)
+    assert out.ok and out.attempts == 3
+
+
+def test_timeout_code_when_every_attempt_hangs() -> None:
+    p = ScriptedProvider([2.0, 2.0])
+    out = run_one(task(p), RetryPolicy(timeout_s=0.1, max_attempts=2, backoff_s=0))
+    assert (out.ok, out.error_code) == (False, "timeout")
+
+
+def test_provider_bug_becomes_provider_error_without_stopping() -> None:
+    p = ScriptedProvider([KeyError("balance")])
+    out = run_one(task(p), POLICY, sleep=lambda s: None)
+    assert (out.ok, out.error_code, out.attempts) == (False, "provider_error", 1)
+    assert "KeyError" in (out.error_message or "")
+
+
+def test_credentials_in_error_messages_are_masked() -> None:
+    secret = "s3cr3t-passw0rd"
+    p = ScriptedProvider([AuthenticationFailure(f"login refused for password {secret}")])
+    out = run_one(task(p, {"password": secret}), POLICY, sleep=lambda s: None)
+    assert secret not in (out.error_message or "")
+    assert "***" in (out.error_message or "")
+
+
+def test_invalid_snapshot_is_a_provider_error() -> None:
+    bad = Snapshot((SubAccount("x", "X", "gbp", "depository", ()),))
+
+    class Bad(ScriptedProvider):
+        def fetch(
+            self, credentials: Mapping[str, str], options: Mapping[str, Any], as_of: datetime
+        ) -> Snapshot:
+            return bad
+
+    out = run_one(task(Bad()), POLICY, sleep=lambda s: None)
+    assert (out.ok, out.error_code) == (False, "provider_error")
+
+
+def test_fetches_run_in_parallel_and_keep_order() -> None:
+    providers = [ScriptedProvider([0.3]) for _ in range(4)]
+    tasks = [task(p, account=f"a{i}") for i, p in enumerate(providers)]
+    t0 = time.monotonic()
+    outs = run_fetches(tasks, RetryPolicy(timeout_s=5, max_workers=4))
+    elapsed = time.monotonic() - t0
+    assert [o.task.linked_account_id for o in outs] == ["a0", "a1", "a2", "a3"]
+    assert all(o.ok for o in outs)
+    assert elapsed < 4 * 0.3  # not one after the other
+
+
+def test_one_failure_does_not_stop_the_others() -> None:
+    tasks = [
+        task(ScriptedProvider([AuthenticationFailure("no")]), account="bad"),
+        task(ScriptedProvider(), account="good"),
+    ]
+    outs = run_fetches(tasks, POLICY, sleep=lambda s: None)
+    assert [(o.task.linked_account_id, o.ok) for o in outs] == [("bad", False), ("good", True)]
+
+
+def test_past_hours_are_refused_for_live_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    live = ScriptedProvider(id="live", supports_historical=False)
+    real_get = registry.get_provider
+    monkeypatch.setattr(
+        "finbot_pipelines.defs.ingest.assets.get_provider",
+        lambda pid: live if pid == "live" else real_get(pid),
+    )
+    accounts = [
+        # model_construct: "live" is a stand-in, not a registered provider
+        LinkedAccount.model_construct(
+            id="bank", profile="me", provider="live", name="Bank", frozen=False
+        ),
+        LinkedAccount.model_construct(
+            id="demo", profile="me", provider="dummy", name="Demo", frozen=False
+        ),
+    ]
+    now = datetime(2026, 3, 2, 12, 10)
+    # the hour that just ended is fine
+    refuse_past_hours(accounts, [datetime(2026, 3, 2, 11)], now)
+    with pytest.raises(dg.Failure) as info:
+        refuse_past_hours(accounts, [now - timedelta(days=3)], now)
+    text = str(info.value.description)
+    assert "'bank' (live)" in text and "'demo'" not in text
+    assert "rebuild the transforms" in text
+    # historical-capable providers may fetch any hour
+    refuse_past_hours(accounts[1:], [now - timedelta(days=300)], now)

@@ -1,0 +1,171 @@
+"""End to end: real Dagster jobs over a tmp FINBOT_HOME, checked against an independent sum."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from finbot_pipelines.cli import main
+from finbot_pipelines.config.paths import HomePaths
+from finbot_pipelines.providers.dummy import dummy_snapshot
+from finbot_pipelines_tests.conftest import E2E_CONFIG, BuiltHome
+
+RAW_TABLES = ("fetches", "sub_accounts", "items", "linked_account_hours")
+
+
+def expected_profile_valuations(first: datetime, hours: int) -> pd.DataFrame:
+    """Net worth per profile and hour, straight from the dummy provider's output.
+
+    As-of rule: an account contributes its latest successful hour at or before the
+    hour; values convert sub-account currency -> EUR -> profile currency.
+    """
+    cfg = yaml.safe_load(E2E_CONFIG)
+    per_eur = {"EUR": 1.0, **cfg["fx_static_rates"]}
+    ccy = {p["id"]: p["valuation_ccy"] for p in cfg["profiles"]}
+    rows = []
+    for i in range(hours):
+        hour = first + timedelta(hours=i)
+        for acc in cfg["linked_accounts"]:
+            failing = {datetime.fromisoformat(h) for h in acc["options"].get("fail_hours", [])}
+            source = hour
+            while source in failing:
+                source -= timedelta(hours=1)
+            if source < first:
+                continue
+            snap = dummy_snapshot(acc["id"], acc["options"], source)
+            for sub in snap.sub_accounts:
+                for item in sub.items:
+                    value = item.value / per_eur[sub.currency] * per_eur[ccy[acc["profile"]]]
+                    rows.append((acc["profile"], hour, item.item_type, value))
+    df = pd.DataFrame(rows, columns=["profile_id", "valuation_hour", "item_type", "value"])
+    assets = df[df.item_type == "asset"].groupby(["profile_id", "valuation_hour"]).value.sum()
+    liabs = df[df.item_type == "liability"].groupby(["profile_id", "valuation_hour"]).value.sum()
+    out = pd.DataFrame({"total_assets": assets, "total_liabilities": liabs}).fillna(0.0)
+    out["net_worth"] = out.total_assets + out.total_liabilities
+    return out.reset_index().sort_values(["profile_id", "valuation_hour"]).reset_index(drop=True)
+
+
+def published(home: BuiltHome, sql: str) -> pd.DataFrame:
+    with duckdb.connect(str(HomePaths(home.home).published), read_only=True) as con:
+        return con.execute(sql).df()
+
+
+def warehouse(home: BuiltHome, sql: str) -> list[tuple[object, ...]]:
+    with duckdb.connect(str(HomePaths(home.home).warehouse), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_runs_succeed(built_home: BuiltHome) -> None:
+    assert built_home.fx_success
+    assert built_home.run_success
+
+
+def test_net_worth_equals_independent_sum(built_home: BuiltHome) -> None:
+    got = published(
+        built_home,
+        "select profile_id, valuation_hour, total_assets, total_liabilities, net_worth "
+        "from marts.fct_profile_valuation_hourly order by profile_id, valuation_hour",
+    )
+    want = expected_profile_valuations(built_home.first, 24)
+    assert len(got) == len(want) == 48
+    got["valuation_hour"] = pd.to_datetime(got.valuation_hour)
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True), want, check_dtype=False, check_exact=False, rtol=1e-9
+    )
+
+
+def test_valuation_currency_and_stale_accounts(built_home: BuiltHome) -> None:
+    df = published(
+        built_home,
+        "select profile_id, valuation_hour, valuation_ccy, stale_accounts "
+        "from marts.fct_profile_valuation_hourly",
+    )
+    assert dict(df.groupby("profile_id").valuation_ccy.first()) == {"alice": "GBP", "bruno": "EUR"}
+    stale = df[df.stale_accounts > 0]
+    assert sorted((r.profile_id, r.valuation_hour.hour) for r in stale.itertuples()) == [
+        ("alice", 10),
+        ("alice", 11),
+    ]
+
+
+def test_failing_account_recorded_and_others_fetched(built_home: BuiltHome) -> None:
+    rows = warehouse(
+        built_home,
+        "select linked_account_id, hour(fetch_hour), status, error_code, attempt "
+        "from raw.fetches order by 1, 2",
+    )
+    assert len(rows) == 4 * 24
+    failures = [r for r in rows if r[2] == "failure"]
+    # authentication failures are not retried
+    assert failures == [
+        ("a-invest", 10, "failure", "authentication_failure", 1),
+        ("a-invest", 11, "failure", "authentication_failure", 1),
+    ]
+    # the flaky account failed its first attempt every hour and succeeded on the retry
+    assert {r[4] for r in rows if r[0] == "a-crypto"} == {2}
+    assert all(r[2] == "success" for r in rows if r[0] != "a-invest")
+
+
+def test_rematerialising_a_partition_leaves_no_duplicates(built_home: BuiltHome) -> None:
+    from finbot_pipelines.definitions import build_definitions
+    from finbot_pipelines.defs.automation.jobs import HOURLY_JOB
+    from finbot_pipelines.defs.automation.runs import run_job
+
+    def counts() -> dict[str, int]:
+        return {t: warehouse(built_home, f"select count(*) from raw.{t}")[0][0] for t in RAW_TABLES}
+
+    before = counts()
+    marts_before = published(
+        built_home, "select * from marts.fct_profile_valuation_hourly order by all"
+    )
+    hour = built_home.first + timedelta(hours=5)
+    paths = HomePaths(built_home.home)
+    with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
+        result = run_job(
+            build_definitions(str(built_home.home)),
+            HOURLY_JOB,
+            hour,
+            hour,
+            instance=instance,
+            progress=False,
+        )
+    assert result.success
+    assert counts() == before
+    marts_after = published(
+        built_home, "select * from marts.fct_profile_valuation_hourly order by all"
+    )
+    pd.testing.assert_frame_equal(marts_before, marts_after)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_finbot_sql_reads_the_published_file(built_home: BuiltHome, fmt: str) -> None:
+    query = (
+        "select profile_id, count(*) as hours from marts.fct_profile_valuation_hourly "
+        "group by 1 order by 1"
+    )
+    res = CliRunner().invoke(main, ["--home", str(built_home.home), "sql", query, "--format", fmt])
+    assert res.exit_code == 0, res.output
+    if fmt == "json":
+        assert json.loads(res.output) == [
+            {"profile_id": "alice", "hours": 24},
+            {"profile_id": "bruno", "hours": 24},
+        ]
+    elif fmt == "csv":
+        assert res.output.splitlines() == ["profile_id,hours", "alice,24", "bruno,24"]
+    else:
+        assert "alice" in res.output and "24" in res.output
+
+
+def test_finbot_sql_error_is_clear(built_home: BuiltHome) -> None:
+    res = CliRunner().invoke(
+        main, ["--home", str(built_home.home), "sql", "select * from marts.no_such_table"]
+    )
+    assert res.exit_code == 2
+    assert "query failed" in res.output and "no_such_table" in res.output
