@@ -27,6 +27,13 @@ from finbot_pipelines.providers.base import (
 # One line per provider: id -> "module:ClassName" (instantiated with no arguments).
 _PROVIDERS: dict[str, str] = {
     "dummy": "finbot_pipelines.providers.dummy:DummyProvider",
+    "plaid": "finbot_pipelines.providers.plaid:PlaidProvider",
+    "kraken": "finbot_pipelines.providers.crypto_exchange:KrakenProvider",
+    "binance": "finbot_pipelines.providers.crypto_exchange:BinanceProvider",
+    "ccxt": "finbot_pipelines.providers.crypto_exchange:CcxtProvider",
+    "google_sheets": "finbot_pipelines.providers.google_sheets:GoogleSheetsProvider",
+    "credit_agricole": "finbot_pipelines.providers.credit_agricole:CreditAgricoleProvider",
+    "aegon_targetplan": "finbot_pipelines.providers.aegon_targetplan:AegonTargetplanProvider",
 }
 
 # One line per retired provider: id -> the message every fetch fails with.
