@@ -247,7 +247,7 @@ BAD_CONFIGS = [
         PROFILES + account(provider="plaidd"),
         6,
         "linked_accounts[0].provider",
-        ["unknown provider 'plaidd'", "known: bittrex, dummy"],
+        ["unknown provider 'plaidd'", "bittrex, ccxt", "did you mean 'plaid'"],
     ),
     (
         "unknown-profile",
