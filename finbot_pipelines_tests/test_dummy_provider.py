@@ -438,7 +438,8 @@ def test_registry() -> None:
         registry.get_provider("dumy")
     assert isinstance(info.value, KeyError)
     assert str(info.value) == (
-        "unknown provider 'dumy' (known: bittrex, dummy); did you mean 'dummy'?"
+        f"unknown provider 'dumy' (known: {', '.join(registry.provider_ids())}); "
+        "did you mean 'dummy'?"
     )
     assert info.value.code == "unknown_provider"
 
