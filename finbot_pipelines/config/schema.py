@@ -220,6 +220,26 @@ class FetchSettings(BaseModel):
     max_workers: int = Field(default=8, ge=1, description="linked accounts fetched in parallel")
 
 
+class NotificationSettings(BaseModel):
+    """Where and when finbot notifies (apprise URLs, e.g. ``mailto://``, ``ntfy://``, ``json://``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urls: list[str] = Field(
+        default_factory=list,
+        description="a list of apprise notification URLs (may name a vault secret as {secret:NAME})",
+    )
+    daily_digest: bool = Field(
+        default=True, description="true to send a digest after the first run of each day"
+    )
+    failure_threshold_hours: int = Field(
+        default=6,
+        ge=1,
+        le=24 * 30,
+        description="consecutive failed hours before a linked account is reported (1 to 720)",
+    )
+
+
 class FinbotConfig(BaseModel):
     """The whole ``finbot.yaml``."""
 
@@ -240,6 +260,9 @@ class FinbotConfig(BaseModel):
         description="the address the ECB's eurofxref files are read from (http or https)",
     )
     fetch: FetchSettings = Field(default_factory=FetchSettings, description="fetch settings")
+    notifications: NotificationSettings = Field(
+        default_factory=NotificationSettings, description="notification settings"
+    )
     profiles: list[Profile] = Field(
         min_length=1, description="a list of at least one profile (id, name, valuation_ccy)"
     )
