@@ -227,7 +227,7 @@ class NotificationSettings(BaseModel):
 
     urls: list[str] = Field(
         default_factory=list,
-        description="a list of apprise notification URLs (may name a vault secret as {secret:NAME})",
+        description="a list of apprise URLs; {secret:NAME} is replaced by a vault secret",
     )
     daily_digest: bool = Field(
         default=True, description="true to send a digest after the first run of each day"
