@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from finbot_pipelines.cli_accounts import accounts
 from finbot_pipelines.config.home import DEMO_DAYS, ensure_dagster_home, init_home
 from finbot_pipelines.config.loading import ConfigError, load_config
 from finbot_pipelines.config.paths import HomePaths
@@ -306,6 +307,8 @@ def run(ctx: click.Context, hours: int, last_s: str | None) -> None:
         _fail("the pipeline run failed: see the messages above, or the run in the UI", 1)
     print_net_worth(paths)
 
+
+main.add_command(accounts)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,379 @@
+"""`finbot accounts`: add, list, test, freeze, unfreeze, remove and link linked accounts.
+
+Every change goes through the same path as a hand edit: the new config is
+validated in full before it is written (atomically), and credentials go to the
+vault only after one real fetch succeeded with them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import yaml
+
+from finbot_pipelines.config.loading import ConfigError, load_config, parse_config, save_config
+from finbot_pipelines.config.paths import HomePaths
+from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
+from finbot_pipelines.config.vault import Vault, VaultError
+from finbot_pipelines.providers import registry
+from finbot_pipelines.providers.base import CredentialField, ProviderError, Snapshot
+from finbot_pipelines.providers.fetching import FetchOutcome, FetchTask, RetryPolicy, run_one
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"finbot: {message}", err=True)
+    sys.exit(code)
+
+
+def _load(paths: HomePaths) -> FinbotConfig:
+    try:
+        return load_config(paths.config)
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise  # unreachable
+
+
+def _vault(paths: HomePaths) -> Vault:
+    try:
+        return Vault.open(paths.home)
+    except VaultError as exc:
+        _fail(str(exc))
+        raise  # unreachable
+
+
+def _save(paths: HomePaths, cfg: FinbotConfig) -> None:
+    """Re-validate the whole config from its YAML form, then write it atomically."""
+    from finbot_pipelines.config.loading import config_to_yaml
+
+    text = config_to_yaml(cfg)
+    try:
+        parse_config(text, paths.config)
+    except ConfigError as exc:
+        _fail(f"the change was not saved: {exc}")
+    save_config(cfg, paths.config)
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            _fail(f"--option expects key=value, got {pair!r}")
+        options[key.strip()] = yaml.safe_load(raw) if raw else ""
+    return options
+
+
+def _now_hour() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+
+
+def test_fetch(
+    cfg: FinbotConfig,
+    provider_id: str,
+    account_id: str,
+    options: Mapping[str, Any],
+    credentials: Mapping[str, str],
+) -> FetchOutcome:
+    """One real fetch, with the config's timeout and retries, as the ingest would do it."""
+    f = cfg.fetch
+    policy = RetryPolicy(timeout_s=f.timeout_s, max_attempts=f.max_attempts, backoff_s=f.backoff_s)
+    task = FetchTask(
+        _now_hour(),
+        account_id,
+        registry.get_provider(provider_id),
+        dict(options),
+        lambda: credentials,
+    )
+    return run_one(task, policy)
+
+
+def summarise(snapshot: Snapshot) -> list[str]:
+    lines = []
+    for sub in snapshot.sub_accounts:
+        assets = sum(i.value for i in sub.items if i.item_type == "asset")
+        liabilities = sum(i.value for i in sub.items if i.item_type == "liability")
+        lines.append(
+            f"  {sub.id:<24} {sub.name[:30]:<30} {sub.account_type:<11} "
+            f"{assets + liabilities:>14,.2f} {sub.currency}  ({len(sub.items)} item(s))"
+        )
+    return lines
+
+
+def _report(outcome: FetchOutcome) -> None:
+    if outcome.snapshot is None:
+        _fail(
+            f"the test fetch failed after {outcome.attempts} attempt(s): "
+            f"{outcome.error_code}: {outcome.error_message}",
+            1,
+        )
+    assert outcome.snapshot is not None
+    click.echo(f"fetched {len(outcome.snapshot.sub_accounts)} sub-account(s):")
+    for line in summarise(outcome.snapshot):
+        click.echo(line)
+
+
+def _prompt_credentials(fields: tuple[CredentialField, ...]) -> dict[str, str]:
+    creds: dict[str, str] = {}
+    for f in fields:
+        value = click.prompt(
+            f"{f.name} ({f.description})",
+            hide_input=f.secret,
+            default="" if not f.required else None,
+            show_default=False,
+        )
+        if value:
+            creds[f.name] = str(value)
+    return creds
+
+
+@click.group()
+def accounts() -> None:
+    """Manage linked accounts (the config's `linked_accounts`)."""
+
+
+@accounts.command("add")
+@click.argument("provider_id", metavar="PROVIDER")
+@click.option("--id", "account_id", required=True, help="Slug of the new linked account.")
+@click.option("--profile", "profile_id", help="Owning profile (default: the only profile).")
+@click.option("--name", help="Display name (default: the id).")
+@click.option(
+    "--option",
+    "option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A provider option (YAML value), repeatable; e.g. --option api_url=http://...",
+)
+@click.option("--credentials-name", help="Vault entry for the credentials (default: the id).")
+@click.option(
+    "--credentials-stdin",
+    is_flag=True,
+    help="Read the credentials as one JSON object from stdin instead of prompting.",
+)
+@click.pass_obj
+def accounts_add(
+    paths: HomePaths,
+    provider_id: str,
+    account_id: str,
+    profile_id: str | None,
+    name: str | None,
+    option_pairs: tuple[str, ...],
+    credentials_name: str | None,
+    credentials_stdin: bool,
+) -> None:
+    """Add a linked account: ask for its credentials, test them with one real fetch, save.
+
+    Nothing is written unless the fetch succeeds.
+    """
+    cfg = _load(paths)
+    try:
+        provider = registry.get_provider(provider_id)
+    except ProviderError as exc:
+        _fail(str(exc))
+    if registry.is_retired(provider_id):
+        _fail(f"provider '{provider_id}' is retired: {provider.description}")
+    if any(a.id == account_id for a in cfg.linked_accounts):
+        _fail(f"a linked account '{account_id}' already exists in {paths.config}")
+    if profile_id is None:
+        if len(cfg.profiles) != 1:
+            _fail(f"--profile is required (profiles: {', '.join(cfg.profile_ids())})")
+        profile_id = cfg.profiles[0].id
+    options = _parse_options(option_pairs)
+    secret_name = credentials_name or account_id if provider.credential_fields else None
+    account = {
+        "id": account_id,
+        "profile": profile_id,
+        "provider": provider_id,
+        "name": name or account_id,
+        "options": options,
+        **({"credentials": secret_name} if secret_name else {}),
+    }
+    data = cfg.model_dump(mode="json")
+    data["linked_accounts"].append(account)
+    try:
+        new_cfg = parse_config(yaml.safe_dump(data, sort_keys=False), paths.config)
+    except ConfigError as exc:
+        _fail("invalid linked account: " + "; ".join(f"{i.field}: {i.message}" for i in exc.issues))
+    creds: dict[str, str] = {}
+    if provider.credential_fields:
+        if credentials_stdin:
+            try:
+                loaded = json.loads(sys.stdin.read())
+            except json.JSONDecodeError as exc:
+                _fail(f"--credentials-stdin: not a JSON object ({exc.msg}, line {exc.lineno})")
+            if not isinstance(loaded, dict):
+                _fail("--credentials-stdin: expected a JSON object of credential fields")
+            creds = {str(k): str(v) for k, v in loaded.items()}
+        else:
+            creds = _prompt_credentials(provider.credential_fields)
+        missing = [f.name for f in provider.credential_fields if f.required and f.name not in creds]
+        if missing:
+            _fail(f"missing credential field(s): {', '.join(missing)}")
+    vault = _vault(paths) if secret_name else None
+    if vault is not None and secret_name in vault:
+        _fail(f"the vault already has a secret named '{secret_name}' (use --credentials-name)")
+    click.echo(f"testing '{account_id}' with one real fetch ...")
+    _report(test_fetch(new_cfg, provider_id, account_id, options, creds))
+    if vault is not None and secret_name:
+        vault.set(secret_name, json.dumps(creds))
+    _save(paths, new_cfg)
+    click.echo(
+        f"added linked account '{account_id}' ({provider_id}) to {paths.config}"
+        + (f"; credentials stored in the vault as '{secret_name}'" if secret_name else "")
+        + ". Reload the code location in the Dagster UI to see its asset."
+    )
+
+
+def _health(paths: HomePaths) -> dict[str, dict[str, Any]]:
+    if not paths.published.exists():
+        return {}
+    from finbot_pipelines.warehouse.queries import open_published
+
+    try:
+        with open_published(paths.published) as con:
+            cur = con.execute("select * from marts.mart_linked_account_health")
+            cols = [d[0] for d in cur.description or []]
+            return {
+                r[cols.index("linked_account_id")]: dict(zip(cols, r, strict=True))
+                for r in cur.fetchall()
+            }
+    except Exception:  # an old or partial published file: list without health
+        return {}
+
+
+@accounts.command("list")
+@click.pass_obj
+def accounts_list(paths: HomePaths) -> None:
+    """List linked accounts with their state and health (from the published marts)."""
+    from tabulate import tabulate
+
+    cfg = _load(paths)
+    health = _health(paths)
+    rows = []
+    for a in cfg.linked_accounts:
+        state = "disabled" if not a.enabled else "frozen" if a.frozen else "active"
+        h = health.get(a.id, {})
+        last_ok = h.get("last_success_hour")
+        rows.append(
+            [
+                a.id,
+                a.profile,
+                a.provider,
+                a.name,
+                state,
+                f"{last_ok:%Y-%m-%d %H:00}" if last_ok else "-",
+                h.get("consecutive_failures", "-"),
+                h.get("last_error_code") or "",
+            ]
+        )
+    click.echo(
+        tabulate(
+            rows,
+            headers=[
+                "id",
+                "profile",
+                "provider",
+                "name",
+                "state",
+                "last success (UTC)",
+                "failing hours",
+                "last error",
+            ],
+        )
+    )
+
+
+def _account(cfg: FinbotConfig, account_id: str) -> LinkedAccount:
+    by_id = {a.id: a for a in cfg.linked_accounts}
+    if account_id not in by_id:
+        _fail(f"no linked account '{account_id}' (known: {', '.join(sorted(by_id)) or 'none'})")
+    return by_id[account_id]
+
+
+@accounts.command("test")
+@click.argument("account_id", metavar="ID")
+@click.pass_obj
+def accounts_test(paths: HomePaths, account_id: str) -> None:
+    """Fetch linked account ID once, now, with its stored credentials (nothing is written)."""
+    cfg = _load(paths)
+    a = _account(cfg, account_id)
+    creds: Mapping[str, str] = {}
+    if a.credentials:
+        try:
+            creds = _vault(paths).get_json(a.credentials)
+        except VaultError as exc:
+            _fail(str(exc))
+    _report(test_fetch(cfg, a.provider, a.id, a.options, creds))
+
+
+def _set_flag(paths: HomePaths, account_id: str, **changes: Any) -> None:
+    cfg = _load(paths)
+    _account(cfg, account_id)
+    accounts_ = [
+        a.model_copy(update=changes) if a.id == account_id else a for a in cfg.linked_accounts
+    ]
+    _save(paths, cfg.model_copy(update={"linked_accounts": accounts_}))
+
+
+@accounts.command("freeze")
+@click.argument("account_id", metavar="ID")
+@click.pass_obj
+def accounts_freeze(paths: HomePaths, account_id: str) -> None:
+    """Stop fetching ID; it keeps counting at its last value."""
+    _set_flag(paths, account_id, frozen=True)
+    click.echo(f"'{account_id}' is frozen: it keeps its last value and is no longer fetched")
+
+
+@accounts.command("unfreeze")
+@click.argument("account_id", metavar="ID")
+@click.pass_obj
+def accounts_unfreeze(paths: HomePaths, account_id: str) -> None:
+    """Fetch ID again from the next run."""
+    _set_flag(paths, account_id, frozen=False)
+    click.echo(f"'{account_id}' is no longer frozen: the next run fetches it")
+
+
+@accounts.command("remove")
+@click.argument("account_id", metavar="ID")
+@click.pass_obj
+def accounts_remove(paths: HomePaths, account_id: str) -> None:
+    """Remove ID from the config; its history stays in the warehouse and the marts.
+
+    From the next run it no longer counts. Its credentials leave the vault unless
+    another linked account uses the same vault entry.
+    """
+    cfg = _load(paths)
+    a = _account(cfg, account_id)
+    rest = [x for x in cfg.linked_accounts if x.id != account_id]
+    _save(paths, cfg.model_copy(update={"linked_accounts": rest}))
+    msg = f"removed '{account_id}' from {paths.config}; its history stays"
+    if a.credentials and not any(x.credentials == a.credentials for x in rest):
+        vault = _vault(paths)
+        if a.credentials in vault:
+            vault.remove(a.credentials)
+            msg += f"; vault entry '{a.credentials}' removed"
+    click.echo(msg)
+
+
+@accounts.command("providers")
+def accounts_providers() -> None:
+    """List the providers and the credentials each one asks for."""
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for pid in registry.provider_ids():
+        try:
+            d = registry.describe(pid)
+        except Exception as exc:  # a provider whose module fails to import
+            grouped[pid].append(f"unavailable: {exc}")
+            continue
+        fields = ", ".join(
+            f"{f['name']}{' (secret)' if f['secret'] else ''}" for f in d["credential_fields"]
+        )
+        grouped[pid].append(f"{d['description']}")
+        grouped[pid].append(f"credentials: {fields or 'none'}")
+    for pid, lines in grouped.items():
+        click.echo(f"{pid}\n  " + "\n  ".join(lines))

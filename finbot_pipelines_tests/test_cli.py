@@ -1,0 +1,207 @@
+"""The `finbot` command line: config errors, secrets, accounts, help."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from finbot_pipelines.cli import main
+from finbot_pipelines.config.home import demo_config_text
+from finbot_pipelines.config.vault import Vault, init_key_file
+from finbot_pipelines.providers import registry
+from finbot_pipelines.providers.base import (
+    AuthenticationFailure,
+    CredentialField,
+    Item,
+    Snapshot,
+    SubAccount,
+)
+
+SECRET = "hunter2-canary-0xC0FFEE"
+
+
+def invoke(home: Path, *args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(main, ["--home", str(home), *args], input=input)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / "finbot.yaml").write_text(demo_config_text(datetime(2026, 5, 1)))
+    init_key_file(tmp_path)
+    return tmp_path
+
+
+class LoginProvider:
+    """A provider that needs a password: accepts only SECRET."""
+
+    id = "login_test"
+    description = "test provider with a password"
+    credential_fields = (
+        CredentialField("username", "your login", secret=False),
+        CredentialField("password", "your password"),
+    )
+    supports_historical = False
+
+    def validate_options(self, options: Mapping[str, Any]) -> None:
+        return None
+
+    def fetch(
+        self, credentials: Mapping[str, str], options: Mapping[str, Any], as_of: datetime
+    ) -> Snapshot:
+        if credentials.get("password") != SECRET:
+            raise AuthenticationFailure(f"password {credentials.get('password')} refused")
+        item = Item("Cash", "asset", "cash", "cash", 100.0)
+        return Snapshot((SubAccount("main", "Main", "EUR", "depository", (item,)),))
+
+
+@pytest.fixture
+def login_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry._PROVIDERS, "login_test", "unused:LoginProvider")
+    monkeypatch.setitem(registry._instances, "login_test", LoginProvider())
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    res = invoke(tmp_path, "--help")
+    assert res.exit_code == 0
+    for command in ("demo", "run", "sql", "secrets", "accounts", "config", "init"):
+        assert command in res.output
+
+
+def test_config_check_valid(home: Path) -> None:
+    res = invoke(home, "config", "check")
+    assert res.exit_code == 0 and "valid" in res.output
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["run"], ["accounts", "list"]])
+def test_bad_config_stops_every_command_before_writing(home: Path, command: list[str]) -> None:
+    cfg = yaml.safe_load((home / "finbot.yaml").read_text())
+    cfg["profiles"][1]["valuation_ccy"] = "EURO"
+    (home / "finbot.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    before = sorted(p.name for p in home.iterdir())
+    res = invoke(home, *command)
+    assert res.exit_code == 2
+    assert str(home / "finbot.yaml") in res.output
+    assert "profiles[1].valuation_ccy" in res.output and "ISO 4217" in res.output
+    assert "line " in res.output
+    assert sorted(p.name for p in home.iterdir()) == before  # nothing written
+
+
+def test_secrets_round_trip_never_prints_values(home: Path) -> None:
+    res = invoke(home, "secrets", "set", "bank-login", input=SECRET + "\n")
+    assert res.exit_code == 0 and SECRET not in res.output
+    res = invoke(home, "secrets", "set", "other", input="x1234\n")
+    assert invoke(home, "secrets", "list").output.split() == ["bank-login", "other"]
+    assert Vault.open(home).get("bank-login") == SECRET
+    assert invoke(home, "secrets", "remove", "other").exit_code == 0
+    assert invoke(home, "secrets", "list").output.split() == ["bank-login"]
+    res = invoke(home, "secrets", "remove", "nope")
+    assert res.exit_code == 2 and "nope" in res.output
+    assert SECRET.encode() not in (home / "vault.enc").read_bytes()
+
+
+def test_wrong_key_is_a_clear_error(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert invoke(home, "secrets", "set", "a", input="value-1\n").exit_code == 0
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("FINBOT_SECRET_KEY", Fernet.generate_key().decode())
+    res = invoke(home, "secrets", "list")
+    assert res.exit_code == 2
+    assert "cannot decrypt" in res.output and "FINBOT_SECRET_KEY" in res.output
+
+
+def test_accounts_add_freeze_remove_with_dummy(home: Path) -> None:
+    res = invoke(
+        home,
+        "accounts",
+        "add",
+        "dummy",
+        "--id",
+        "carol-cash",
+        "--profile",
+        "bruno",
+        "--option",
+        "sub_accounts=[cash]",
+        "--option",
+        "scale=0.5",
+    )
+    assert res.exit_code == 0, res.output
+    assert "fetched 3 sub-account(s)" in res.output
+    cfg = yaml.safe_load((home / "finbot.yaml").read_text())
+    added = [a for a in cfg["linked_accounts"] if a["id"] == "carol-cash"]
+    assert added and added[0]["options"] == {"sub_accounts": ["cash"], "scale": 0.5}
+    assert invoke(home, "accounts", "freeze", "carol-cash").exit_code == 0
+    cfg = yaml.safe_load((home / "finbot.yaml").read_text())
+    assert [a["frozen"] for a in cfg["linked_accounts"] if a["id"] == "carol-cash"] == [True]
+    listing = invoke(home, "accounts", "list").output
+    assert "carol-cash" in listing and "frozen" in listing
+    assert invoke(home, "accounts", "remove", "carol-cash").exit_code == 0
+    assert "carol-cash" not in (home / "finbot.yaml").read_text()
+    assert invoke(home, "accounts", "test", "carol-cash").exit_code == 2
+
+
+def test_accounts_add_saves_nothing_when_the_fetch_fails(home: Path, login_provider: None) -> None:
+    before = (home / "finbot.yaml").read_text()
+    creds = json.dumps({"username": "me", "password": "wrong-password-123"})
+    res = invoke(
+        home,
+        "accounts",
+        "add",
+        "login_test",
+        "--id",
+        "bank",
+        "--profile",
+        "bruno",
+        "--credentials-stdin",
+        input=creds,
+    )
+    assert res.exit_code == 1
+    assert "authentication_failure" in res.output
+    assert "wrong-password-123" not in res.output
+    assert (home / "finbot.yaml").read_text() == before
+    assert Vault.open(home).names() == []
+
+
+def test_accounts_add_stores_credentials_after_a_good_fetch(
+    home: Path, login_provider: None
+) -> None:
+    res = invoke(
+        home,
+        "accounts",
+        "add",
+        "login_test",
+        "--id",
+        "bank",
+        "--profile",
+        "bruno",
+        input=f"me\n{SECRET}\n",
+    )
+    assert res.exit_code == 0, res.output
+    assert SECRET not in res.output
+    assert json.loads(Vault.open(home).get("bank")) == {"username": "me", "password": SECRET}
+    cfg = yaml.safe_load((home / "finbot.yaml").read_text())
+    assert [a["credentials"] for a in cfg["linked_accounts"] if a["id"] == "bank"] == ["bank"]
+    assert SECRET not in (home / "finbot.yaml").read_text()
+    test = invoke(home, "accounts", "test", "bank")
+    assert test.exit_code == 0 and "Main" in test.output
+    assert invoke(home, "accounts", "remove", "bank").exit_code == 0
+    assert Vault.open(home).names() == []
+
+
+def test_accounts_add_rejects_a_bad_account(home: Path) -> None:
+    res = invoke(home, "accounts", "add", "dummy", "--id", "x", "--profile", "nobody")
+    assert res.exit_code == 2
+    assert "linked_accounts[6].profile: unknown profile 'nobody'" in res.output
+    res = invoke(home, "accounts", "add", "nosuch", "--id", "x")
+    assert res.exit_code == 2 and "unknown provider 'nosuch'" in res.output
+
+
+def test_sql_without_published_file_explains(home: Path) -> None:
+    res = invoke(home, "sql", "select 1")
+    assert res.exit_code == 2 and "finbotctl demo" in res.output
