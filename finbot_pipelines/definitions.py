@@ -19,6 +19,7 @@ from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.config.schema import FinbotConfig
 from finbot_pipelines.defs.automation.jobs import build_jobs
 from finbot_pipelines.defs.automation.runs import PROGRESS_LOGGER, finbot_progress
+from finbot_pipelines.defs.automation.sensors import build_fx_rebuild_sensor
 from finbot_pipelines.defs.ingest.assets import build_ingest_assets, ingest_key
 from finbot_pipelines.defs.market.assets import build_fx_asset
 from finbot_pipelines.defs.partitions import daily_partitions, hourly_partitions
@@ -58,6 +59,7 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
         assets=assets,
         jobs=jobs,
         schedules=schedules,
+        sensors=[build_fx_rebuild_sensor(start)],
         loggers={PROGRESS_LOGGER: finbot_progress},
         resources={
             "finbot": FinbotHome(home=str(paths.home)),

@@ -83,6 +83,25 @@ def dbt_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     return {"min_hour": f"{first:%Y-%m-%d %H:%M:%S}", "max_hour": f"{last:%Y-%m-%d %H:%M:%S}"}
 
 
+def missing_fx_pairs_note(finbot: FinbotHome) -> str:
+    """Name the FX pairs the valuation needed and could not find, if any."""
+    try:
+        with finbot.warehouse() as con:
+            rows = con.execute(
+                "select pair, first_missing_hour, last_missing_hour "
+                "from intermediate.int_fx_missing_pairs order by pair"
+            ).fetchall()
+    except Exception:  # the view may not exist yet if the build failed earlier
+        return ""
+    if not rows:
+        return ""
+    pairs = "; ".join(f"{p} ({a:%Y-%m-%d %H:00} .. {b:%Y-%m-%d %H:00} UTC)" for p, a, b in rows)
+    return (
+        f" Missing FX rates: {pairs}. Add the currencies to the rates (fx_static_rates, or a "
+        "source that publishes them) and rebuild those hours."
+    )
+
+
 def build_dbt_assets(
     partitions: dg.PartitionsDefinition, ingest_keys: Sequence[dg.AssetKey]
 ) -> dg.AssetsDefinition:
@@ -111,6 +130,14 @@ def build_dbt_assets(
         else:
             args += ["--vars", json.dumps(dbt_window_vars(context))]
         paths.dbt_target.mkdir(parents=True, exist_ok=True)
-        yield from dbt.cli(args, context=context, target_path=paths.dbt_target).stream()
+        invocation = dbt.cli(
+            args, context=context, target_path=paths.dbt_target, raise_on_error=False
+        )
+        yield from invocation.stream()
+        if not invocation.is_successful():
+            raise dg.Failure(
+                description="dbt build failed: see the failing models and checks above."
+                + missing_fx_pairs_note(finbot)
+            )
 
     return finbot_dbt
