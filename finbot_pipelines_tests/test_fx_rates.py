@@ -215,12 +215,15 @@ def test_fx_landing_requests_a_transform_run_of_the_day(tmp_path: Path) -> None:
     from finbot_pipelines.defs.automation.jobs import TRANSFORM_JOB
     from finbot_pipelines_tests.conftest import E2E_CONFIG
 
-    (tmp_path / "finbot.yaml").write_text(E2E_CONFIG)
+    # the sensor acts on ECB rates (static ones are known in advance)
+    (tmp_path / "finbot.yaml").write_text(E2E_CONFIG.replace("fx_source: static", "fx_source: ecb"))
     defs = build_definitions(str(tmp_path))
     yesterday = (datetime.now() - timedelta(days=1)).strftime("%Y-%m-%d")
     with dg.instance_for_test() as instance:
-        fx = defs.resolve_job_def("finbot_fx_daily")
-        assert fx.execute_in_process(instance=instance, partition_key=yesterday).success
+        # the rates landed (as the ECB asset would write them) for yesterday's partition
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=["market", "fx_rates"], partition=yesterday)
+        )
         sensor = defs.resolve_sensor_def("fx_rates_rebuild_sensor")
         ctx = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
         result = sensor.evaluate_tick(ctx)

@@ -29,7 +29,7 @@ def fx_rebuild_window(
     return first, last
 
 
-def build_fx_rebuild_sensor(history_start: datetime) -> dg.SensorDefinition:
+def build_fx_rebuild_sensor(history_start: datetime, fx_source: str) -> dg.SensorDefinition:
     @dg.asset_sensor(
         asset_key=FX_RATES_KEY,
         job_name=TRANSFORM_JOB,
@@ -42,6 +42,8 @@ def build_fx_rebuild_sensor(history_start: datetime) -> dg.SensorDefinition:
     def fx_rates_rebuild_sensor(
         context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
     ) -> dg.RunRequest | dg.SkipReason:
+        if fx_source == "static":
+            return dg.SkipReason("static FX rates are known before the hours they value")
         event = asset_event.dagster_event
         partition = event.partition if event else None
         if not partition:
