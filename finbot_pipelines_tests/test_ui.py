@@ -1,0 +1,88 @@
+"""`./finbotctl ui`: webserver and daemon on 127.0.0.1, showing the lineage; TERM stops them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from finbot_pipelines_tests.conftest import E2E_CONFIG, REPO, ensure_dbt_manifest
+
+QUERY = """
+{ assetNodes { assetKey { path } groupName dependencyKeys { path } } }
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def graphql(port: int, query: str) -> dict[str, object]:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
+def test_ui_lists_assets_with_lineage_and_stops_on_sigterm(tmp_path: Path) -> None:
+    ensure_dbt_manifest()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "finbot.yaml").write_text(E2E_CONFIG)
+    port = free_port()
+    env = {**os.environ, "FINBOT_HOME": str(home)}
+    env.pop("DAGSTER_HOME", None)
+    log = (tmp_path / "ui.log").open("w")
+    proc = subprocess.Popen(
+        [str(REPO / "finbotctl"), "ui", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5)
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "ui.log").read_text()
+                assert time.monotonic() < deadline, "the UI did not come up"
+                time.sleep(1)
+        nodes = graphql(port, QUERY)["data"]["assetNodes"]  # type: ignore[index]
+        by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+        for account in ("a-bank", "a-invest", "a-crypto", "b-bank"):
+            assert by_key[f"ingest/{account}"]["groupName"] == "ingest"
+        deps = {"/".join(d["path"]) for d in by_key["staging/stg_raw__items"]["dependencyKeys"]}
+        assert {"ingest/a-bank", "ingest/b-bank"} <= deps
+        mart = by_key["marts/fct_profile_valuation_hourly"]
+        assert mart["groupName"] == "marts"
+        published = {"/".join(d["path"]) for d in by_key["published_marts"]["dependencyKeys"]}
+        assert "marts/fct_profile_valuation_hourly" in published
+        assert by_key["market/fx_rates"]["groupName"] == "market"
+        # the daemon runs beside the webserver (it starts the schedule)
+        assert (home / "dagster" / "dagster.yaml").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            log.close()
+    assert code is not None
+    # nothing of it keeps running
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", "--", f"--port {port}"], capture_output=True, text=True)
+    assert left.returncode == 1, left.stdout  # 1: no process matched
