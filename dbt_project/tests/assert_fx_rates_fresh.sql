@@ -48,7 +48,7 @@ business_days as (
                 cast(valuation_date as timestamp),
                 interval 1 day
             ),
-            d -> isodow(d) <= 5
+            lambda d: isodow(d) <= 5
         )) as business_days_old
     from ages
 
