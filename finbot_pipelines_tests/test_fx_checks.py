@@ -66,7 +66,8 @@ def test_stale_rate_warns_and_missing_pair_fails_by_name(tmp_path: Path) -> None
     assert proc.returncode == 1  # the missing pair is an error
     results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
     status = {r["unique_id"].split(".")[2]: (r["status"], r["failures"]) for r in results}
-    assert status["assert_fx_rates_fresh"] == ("warn", 1)  # one currency (USD) ...
+    # two stale currencies: the USD and GBP legs of USD->GBP both date from 2026-02-05
+    assert status["assert_fx_rates_fresh"] == ("warn", 2)
     assert status["assert_fx_rates_available"][0] == "fail"
     with duckdb.connect(str(warehouse), read_only=True) as con:
         pairs = con.execute("select pair from intermediate.int_fx_missing_pairs").fetchall()
