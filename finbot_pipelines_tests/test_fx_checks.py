@@ -7,6 +7,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from finbot_pipelines.warehouse.raw import (
     AccountHourRow,
@@ -77,4 +78,5 @@ def test_stale_rate_warns_and_missing_pair_fails_by_name(tmp_path: Path) -> None
     assert pairs == [("USD->CHF",)]
     # GBP is valued at the (stale) rate; CHF is NULL, never 0 or 1
     assert values[0][0] == "ch" and values[0][1] is None
-    assert values[1] == ("gb", 1000.0 / 1.08 * 0.87)
+    assert values[1][0] == "gb"
+    assert values[1][1] == pytest.approx(1000.0 / 1.08 * 0.87, rel=1e-12)
