@@ -138,6 +138,33 @@ def secrets_remove(ctx: click.Context, name: str) -> None:
     click.echo(f"removed secret '{name}'")
 
 
+@secrets.command("rotate-key")
+@click.pass_context
+def secrets_rotate_key(ctx: click.Context) -> None:
+    """Re-encrypt the vault with a new key (written to the key file, or printed once).
+
+    With a key file ($FINBOT_HOME/secret.key) the new key replaces it. With
+    FINBOT_SECRET_KEY the new key is printed once on stderr: set the variable to
+    it before the next run.
+    """
+    from cryptography.fernet import Fernet
+
+    vault = _vault(_paths(ctx))
+    new_key = Fernet.generate_key()
+    try:
+        vault.rotate_key(new_key)
+    except VaultError as exc:
+        _fail(str(exc))
+    if os.environ.get("FINBOT_SECRET_KEY"):
+        click.echo(
+            "vault re-encrypted. Set FINBOT_SECRET_KEY to this new key now (shown once):",
+            err=True,
+        )
+        click.echo(new_key.decode(), err=True)
+    else:
+        click.echo(f"vault re-encrypted with a new key in {_paths(ctx).key_file}")
+
+
 # --------------------------------------------------------------------------- sql
 
 

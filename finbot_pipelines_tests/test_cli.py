@@ -205,3 +205,14 @@ def test_accounts_add_rejects_a_bad_account(home: Path) -> None:
 def test_sql_without_published_file_explains(home: Path) -> None:
     res = invoke(home, "sql", "select 1")
     assert res.exit_code == 2 and "finbotctl demo" in res.output
+
+
+def test_rotate_key_keeps_the_secrets(home: Path) -> None:
+    assert invoke(home, "secrets", "set", "a", input="value-1234\n").exit_code == 0
+    old_key = (home / "secret.key").read_bytes()
+    res = invoke(home, "secrets", "rotate-key")
+    assert res.exit_code == 0, res.output
+    assert (home / "secret.key").read_bytes() != old_key
+    assert (home / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert (home / "vault.enc").stat().st_mode & 0o777 == 0o600
+    assert Vault.open(home).get("a") == "value-1234"
