@@ -216,3 +216,19 @@ def test_rotate_key_keeps_the_secrets(home: Path) -> None:
     assert (home / "secret.key").stat().st_mode & 0o777 == 0o600
     assert (home / "vault.enc").stat().st_mode & 0o777 == 0o600
     assert Vault.open(home).get("a") == "value-1234"
+
+
+def test_a_production_dagster_yaml_is_never_overwritten(tmp_path: Path) -> None:
+    from finbot_pipelines.config.home import ensure_dagster_home
+    from finbot_pipelines.config.paths import REPO_ROOT, HomePaths
+
+    paths = HomePaths(tmp_path)
+    ensure_dagster_home(paths)
+    dst = paths.dagster_home / "dagster.yaml"
+    assert dst.read_bytes() == (REPO_ROOT / "dagster.yaml").read_bytes()
+    dst.write_text(dst.read_text() + "\n# an older embedded copy\n")
+    ensure_dagster_home(paths)  # refreshed
+    assert dst.read_bytes() == (REPO_ROOT / "dagster.yaml").read_bytes()
+    dst.write_text("storage:\n  postgres: {}\n")
+    ensure_dagster_home(paths)  # left alone
+    assert dst.read_text() == "storage:\n  postgres: {}\n"

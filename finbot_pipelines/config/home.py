@@ -11,12 +11,25 @@ from finbot_pipelines.config.vault import init_key_file
 DEMO_DAYS = 30
 
 
+#: The first line of the repository's dagster.yaml: marks a copy of the embedded default.
+EMBEDDED_MARKER = "# The embedded default Dagster instance"
+
+
 def ensure_dagster_home(paths: HomePaths) -> None:
-    """$FINBOT_HOME/dagster holds the instance's SQLite storage and a copy of dagster.yaml."""
+    """$FINBOT_HOME/dagster holds the instance's SQLite storage and a copy of dagster.yaml.
+
+    A copy of the embedded default is refreshed when the repository's changes; any
+    other dagster.yaml there (a production one, say) is never touched.
+    """
     paths.dagster_home.mkdir(parents=True, exist_ok=True)
     src = REPO_ROOT / "dagster.yaml"
     dst = paths.dagster_home / "dagster.yaml"
-    if not dst.exists() or dst.read_bytes() != src.read_bytes():
+    stale_copy = (
+        dst.exists()
+        and dst.read_bytes() != src.read_bytes()
+        and dst.read_text().startswith(EMBEDDED_MARKER)
+    )
+    if not dst.exists() or stale_copy:
         shutil.copyfile(src, dst)
 
 
