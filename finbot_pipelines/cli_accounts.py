@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -170,6 +170,41 @@ def accounts_add(
 
     Nothing is written unless the fetch succeeds.
     """
+
+    def ask(fields: tuple[CredentialField, ...]) -> dict[str, str]:
+        if not credentials_stdin:
+            return _prompt_credentials(fields)
+        try:
+            loaded = json.loads(sys.stdin.read())
+        except json.JSONDecodeError as exc:
+            _fail(f"--credentials-stdin: not a JSON object ({exc.msg}, line {exc.lineno})")
+        if not isinstance(loaded, dict):
+            _fail("--credentials-stdin: expected a JSON object of credential fields")
+        return {str(k): str(v) for k, v in loaded.items()}
+
+    add_linked_account(
+        paths,
+        provider_id,
+        account_id,
+        profile_id,
+        name,
+        _parse_options(option_pairs),
+        credentials_name,
+        ask,
+    )
+
+
+def add_linked_account(
+    paths: HomePaths,
+    provider_id: str,
+    account_id: str,
+    profile_id: str | None,
+    name: str | None,
+    options: dict[str, Any],
+    credentials_name: str | None,
+    get_credentials: Callable[[tuple[CredentialField, ...]], dict[str, str]],
+) -> None:
+    """Validate the new account, get its credentials, fetch once, then save vault and config."""
     cfg = _load(paths)
     try:
         provider = registry.get_provider(provider_id)
@@ -183,8 +218,7 @@ def accounts_add(
         if len(cfg.profiles) != 1:
             _fail(f"--profile is required (profiles: {', '.join(cfg.profile_ids())})")
         profile_id = cfg.profiles[0].id
-    options = _parse_options(option_pairs)
-    secret_name = credentials_name or account_id if provider.credential_fields else None
+    secret_name = (credentials_name or account_id) if provider.credential_fields else None
     account = {
         "id": account_id,
         "profile": profile_id,
@@ -199,24 +233,15 @@ def accounts_add(
         new_cfg = parse_config(yaml.safe_dump(data, sort_keys=False), paths.config)
     except ConfigError as exc:
         _fail("invalid linked account: " + "; ".join(f"{i.field}: {i.message}" for i in exc.issues))
-    creds: dict[str, str] = {}
-    if provider.credential_fields:
-        if credentials_stdin:
-            try:
-                loaded = json.loads(sys.stdin.read())
-            except json.JSONDecodeError as exc:
-                _fail(f"--credentials-stdin: not a JSON object ({exc.msg}, line {exc.lineno})")
-            if not isinstance(loaded, dict):
-                _fail("--credentials-stdin: expected a JSON object of credential fields")
-            creds = {str(k): str(v) for k, v in loaded.items()}
-        else:
-            creds = _prompt_credentials(provider.credential_fields)
-        missing = [f.name for f in provider.credential_fields if f.required and f.name not in creds]
-        if missing:
-            _fail(f"missing credential field(s): {', '.join(missing)}")
     vault = _vault(paths) if secret_name else None
     if vault is not None and secret_name in vault:
         _fail(f"the vault already has a secret named '{secret_name}' (use --credentials-name)")
+    creds: dict[str, str] = {}
+    if provider.credential_fields:
+        creds = get_credentials(provider.credential_fields)
+        missing = [f.name for f in provider.credential_fields if f.required and f.name not in creds]
+        if missing:
+            _fail(f"missing credential field(s): {', '.join(missing)}")
     click.echo(f"testing '{account_id}' with one real fetch ...")
     _report(test_fetch(new_cfg, provider_id, account_id, options, creds))
     if vault is not None and secret_name:
@@ -226,6 +251,81 @@ def accounts_add(
         f"added linked account '{account_id}' ({provider_id}) to {paths.config}"
         + (f"; credentials stored in the vault as '{secret_name}'" if secret_name else "")
         + ". Reload the code location in the Dagster UI to see its asset."
+    )
+
+
+@accounts.group("link")
+def accounts_link() -> None:
+    """Link an account through a provider's own flow (Plaid Link)."""
+
+
+@accounts_link.command("plaid")
+@click.option("--id", "account_id", required=True, help="Slug of the new linked account.")
+@click.option("--profile", "profile_id", help="Owning profile (default: the only profile).")
+@click.option("--name", help="Display name (default: the id).")
+@click.option(
+    "--environment",
+    type=click.Choice(["production", "development", "sandbox"]),
+    default="production",
+    show_default=True,
+)
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Obtain the public token from Plaid's sandbox endpoint: no browser.",
+)
+@click.option(
+    "--institution-id",
+    default="ins_109508",
+    show_default=True,
+    help="Sandbox institution to link (with --sandbox).",
+)
+@click.option("--api-url", help="Override Plaid's address (e.g. a local fake).")
+@click.option("--no-browser", is_flag=True, help="Print the Link page address, do not open it.")
+@click.option("--credentials-name", help="Vault entry for the credentials (default: the id).")
+@click.pass_obj
+def accounts_link_plaid(
+    paths: HomePaths,
+    account_id: str,
+    profile_id: str | None,
+    name: str | None,
+    environment: str,
+    sandbox: bool,
+    institution_id: str,
+    api_url: str | None,
+    no_browser: bool,
+    credentials_name: str | None,
+) -> None:
+    """Link a bank through Plaid Link, store the access token, add the account.
+
+    Asks for your Plaid client id and secret, creates a link token and serves a
+    local page (127.0.0.1) that runs Plaid Link; when you finish there, the public
+    token is exchanged for an access token, tested with one real fetch, and saved
+    in the vault. --sandbox skips the browser (Plaid's sandbox endpoint).
+    """
+    from finbot_pipelines.providers.plaid_link import link_account
+
+    def link(fields: tuple[CredentialField, ...]) -> dict[str, str]:
+        client_id = click.prompt("Plaid client_id", hide_input=True)
+        secret = click.prompt("Plaid secret", hide_input=True)
+        try:
+            return link_account(
+                api_url=api_url,
+                client_id=client_id,
+                secret=secret,
+                environment=environment,
+                sandbox=sandbox,
+                institution_id=institution_id,
+                open_browser=not no_browser,
+                announce=click.echo,
+            )
+        except (ProviderError, ValueError) as exc:
+            _fail(f"Plaid linking failed: {exc}", 1)
+            raise  # unreachable
+
+    options = {"api_url": api_url} if api_url else {}
+    add_linked_account(
+        paths, "plaid", account_id, profile_id, name, options, credentials_name, link
     )
 
 

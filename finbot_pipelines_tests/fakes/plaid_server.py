@@ -1,0 +1,393 @@
+"""A fake Plaid API on 127.0.0.1 speaking Plaid's JSON wire protocol.
+
+The data endpoints answer the published example responses of Plaid's OpenAPI
+spec (``../shared/data/api-examples/plaid_*.json``, read when the fake starts;
+tests may edit :attr:`FakePlaid.responses` before fetching). Every call is a
+POST with a JSON body; the API keys come in the ``PLAID-CLIENT-ID`` /
+``PLAID-SECRET`` headers (what plaid-python sends) or in the body
+(``client_id`` / ``secret``, also accepted by Plaid). Errors use Plaid's error
+object ``{error_type, error_code, error_message, display_message, request_id}``.
+
+Usage::
+
+    with FakePlaid() as fake:
+        creds = fake.credentials()          # client_id, secret, access_token, environment
+        options = {"api_url": fake.url}
+        fake.fail_next("/accounts/balance/get", 400, "ITEM_LOGIN_REQUIRED", "ITEM_ERROR")
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets as _secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "api-examples"
+
+BALANCE = "/accounts/balance/get"
+HOLDINGS = "/investments/holdings/get"
+LIABILITIES = "/liabilities/get"
+LINK_TOKEN_CREATE = "/link/token/create"
+PUBLIC_TOKEN_EXCHANGE = "/item/public_token/exchange"
+SANDBOX_PUBLIC_TOKEN_CREATE = "/sandbox/public_token/create"
+
+DATA_FILES = {
+    BALANCE: "plaid_accounts_balance_get.json",
+    HOLDINGS: "plaid_investments_holdings_get.json",
+    LIABILITIES: "plaid_liabilities_get.json",
+}
+ENDPOINTS = (*DATA_FILES, LINK_TOKEN_CREATE, PUBLIC_TOKEN_EXCHANGE, SANDBOX_PUBLIC_TOKEN_CREATE)
+PRODUCT_ENDPOINTS = {"investments": HOLDINGS, "liabilities": LIABILITIES}
+
+DEFAULT_CLIENT_ID = "5f0c1d2e3a4b5c6d7e8f9a0b"
+DEFAULT_SECRET = "fake-plaid-secret-7c1e9b2a44d0f3"
+DEFAULT_ACCESS_TOKEN = "access-sandbox-3b1f0f6e-6a0e-4c1b-9f55-1d2e3c4b5a69"
+
+
+def load_examples() -> dict[str, dict[str, Any]]:
+    """The example answers of the three data endpoints, freshly parsed."""
+    return {ep: json.loads((EXAMPLES_DIR / name).read_text()) for ep, name in DATA_FILES.items()}
+
+
+def _request_id() -> str:
+    return _secrets.token_urlsafe(12)[:15]
+
+
+@dataclass
+class RecordedRequest:
+    path: str
+    headers: dict[str, str]
+    body: Any
+    raw: str
+
+
+@dataclass
+class _Failure:
+    status: int
+    body: dict[str, Any] | str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence the test output
+        return None
+
+    def do_GET(self) -> None:
+        self._send(404, self.server.fake.error_body("INVALID_REQUEST", "NOT_FOUND", "not found"))
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode("utf-8", "replace")
+        status, body, headers = self.server.fake.handle(self.path, dict(self.headers), raw)
+        self._send(status, body, headers)
+
+    def _send(
+        self, status: int, body: dict[str, Any] | str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+            pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakePlaid
+
+
+class FakePlaid:
+    """A real HTTP server in a thread; use as a context manager, then ``.url``."""
+
+    def __init__(
+        self,
+        client_id: str = DEFAULT_CLIENT_ID,
+        secret: str = DEFAULT_SECRET,
+        access_token: str = DEFAULT_ACCESS_TOKEN,
+        responses: Mapping[str, dict[str, Any]] | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        self.client_id = client_id
+        self.secret = secret
+        self.access_token = access_token
+        #: answers of the data endpoints (edit freely before a fetch)
+        self.responses: dict[str, dict[str, Any]] = (
+            copy.deepcopy(dict(responses)) if responses is not None else load_examples()
+        )
+        #: seconds every answer waits (to provoke client timeouts)
+        self.delay_s = delay_s
+        self.requests: list[RecordedRequest] = []
+        self.access_tokens: set[str] = {access_token}
+        self.public_tokens: set[str] = set()
+        self.link_tokens: list[str] = []
+        self._failures: dict[str, list[_Failure]] = {}
+        self._missing: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> FakePlaid:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.fake = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="fake-plaid", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "FakePlaid is not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def credentials(self, environment: str = "sandbox") -> dict[str, str]:
+        """The vault entry a linked account pointing at this fake would hold."""
+        return {
+            "client_id": self.client_id,
+            "secret": self.secret,
+            "access_token": self.access_token,
+            "environment": environment,
+        }
+
+    # ------------------------------------------------------------------ scenario knobs
+
+    def fail_next(
+        self,
+        endpoint: str,
+        status: int,
+        error_code: str,
+        error_type: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        times: int = 1,
+        message: str | None = None,
+    ) -> None:
+        """The next ``times`` calls of ``endpoint`` answer this Plaid error."""
+        body = self.error_body(error_type, error_code, message or f"simulated {error_code}")
+        with self._lock:
+            self._failures.setdefault(endpoint, []).extend(
+                _Failure(status, body, dict(headers or {})) for _ in range(times)
+            )
+
+    def malformed(
+        self, endpoint: str, body: dict[str, Any] | str, *, status: int = 200, times: int = 1
+    ) -> None:
+        """The next ``times`` calls of ``endpoint`` answer ``body`` (a dict or raw text)."""
+        with self._lock:
+            self._failures.setdefault(endpoint, []).extend(
+                _Failure(status, copy.deepcopy(body)) for _ in range(times)
+            )
+
+    def products_missing(self, *products: str, error_code: str = "PRODUCTS_NOT_SUPPORTED") -> None:
+        """``investments`` / ``liabilities`` are not enabled for the Item (until reset)."""
+        with self._lock:
+            for p in products:
+                self._missing[PRODUCT_ENDPOINTS[p]] = error_code
+
+    def issue_public_token(self) -> str:
+        """What Plaid Link hands the browser after a successful login (for link tests)."""
+        token = f"public-sandbox-{_secrets.token_hex(16)}"
+        with self._lock:
+            self.public_tokens.add(token)
+        return token
+
+    def calls(self, endpoint: str) -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if r.path == endpoint)
+
+    # ------------------------------------------------------------------ protocol
+
+    @staticmethod
+    def error_body(error_type: str, error_code: str, message: str) -> dict[str, Any]:
+        return {
+            "error_type": error_type,
+            "error_code": error_code,
+            "error_code_reason": None,
+            "error_message": message,
+            "display_message": None,
+            "request_id": _request_id(),
+            "causes": [],
+            "status": None,
+            "documentation_url": f"https://plaid.com/docs/errors/#{error_code.lower()}",
+            "suggested_action": None,
+        }
+
+    def _error(
+        self, status: int, error_type: str, error_code: str, message: str
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        body = self.error_body(error_type, error_code, message)
+        body["status"] = status
+        return status, body, {}
+
+    def handle(
+        self, path: str, headers: dict[str, str], raw: str
+    ) -> tuple[int, dict[str, Any] | str, dict[str, str]]:
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        with self._lock:
+            self.requests.append(RecordedRequest(path, headers, body, raw))
+        if self.delay_s > 0:
+            time.sleep(self.delay_s)
+        if path not in ENDPOINTS:
+            return self._error(404, "INVALID_REQUEST", "NOT_FOUND", f"unknown endpoint {path}")
+        if not isinstance(body, dict):
+            return self._error(
+                400, "INVALID_REQUEST", "INVALID_BODY", "body could not be parsed as JSON"
+            )
+        lower = {k.lower(): v for k, v in headers.items()}
+        client_id = lower.get("plaid-client-id") or body.get("client_id")
+        secret = lower.get("plaid-secret") or body.get("secret")
+        if not client_id or not secret:
+            return self._error(
+                400,
+                "INVALID_REQUEST",
+                "MISSING_FIELDS",
+                "the following required fields are missing: client_id, secret",
+            )
+        if client_id != self.client_id or secret != self.secret:
+            return self._error(
+                400, "INVALID_INPUT", "INVALID_API_KEYS", "invalid client_id or secret provided"
+            )
+        with self._lock:
+            queue = self._failures.get(path)
+            failure = queue.pop(0) if queue else None
+            missing = self._missing.get(path)
+        if failure is not None:
+            return failure.status, failure.body, failure.headers
+        if path in DATA_FILES:
+            token = body.get("access_token")
+            if not token:
+                return self._error(
+                    400,
+                    "INVALID_REQUEST",
+                    "MISSING_FIELDS",
+                    "the following required fields are missing: access_token",
+                )
+            if token not in self.access_tokens:
+                return self._error(
+                    400,
+                    "INVALID_INPUT",
+                    "INVALID_ACCESS_TOKEN",
+                    "provided access token is in an invalid format or does not exist",
+                )
+            if missing:
+                return self._error(
+                    400,
+                    "ITEM_ERROR",
+                    missing,
+                    "the requested product is not supported by this Item",
+                )
+            return 200, copy.deepcopy(self.responses[path]), {}
+        if path == LINK_TOKEN_CREATE:
+            return self._link_token_create(body)
+        if path == SANDBOX_PUBLIC_TOKEN_CREATE:
+            return self._sandbox_public_token_create(body)
+        return self._public_token_exchange(body)
+
+    def _link_token_create(
+        self, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        user = body.get("user")
+        missing = [k for k in ("client_name", "language", "country_codes") if not body.get(k)]
+        if not isinstance(user, dict) or not user.get("client_user_id"):
+            missing.append("user.client_user_id")
+        if missing:
+            return self._error(
+                400,
+                "INVALID_REQUEST",
+                "MISSING_FIELDS",
+                f"the following required fields are missing: {', '.join(missing)}",
+            )
+        if not any(body.get(k) for k in ("products", "optional_products")):
+            return self._error(400, "INVALID_REQUEST", "INVALID_FIELD", "products must be set")
+        token = f"link-sandbox-{_secrets.token_hex(16)}"
+        with self._lock:
+            self.link_tokens.append(token)
+        expiration = (datetime.now(UTC) + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return 200, {"link_token": token, "expiration": expiration, "request_id": _request_id()}, {}
+
+    def _sandbox_public_token_create(
+        self, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        institution = body.get("institution_id")
+        products = body.get("initial_products")
+        if not institution or not products:
+            return self._error(
+                400,
+                "INVALID_REQUEST",
+                "MISSING_FIELDS",
+                "the following required fields are missing: institution_id, initial_products",
+            )
+        if not str(institution).startswith("ins_"):
+            return self._error(
+                400, "INVALID_INPUT", "INVALID_INSTITUTION", "invalid institution_id provided"
+            )
+        return 200, {"public_token": self.issue_public_token(), "request_id": _request_id()}, {}
+
+    def _public_token_exchange(
+        self, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        token = body.get("public_token")
+        with self._lock:
+            known = token in self.public_tokens
+            if known:
+                self.public_tokens.discard(str(token))  # single use, like Plaid's
+        if not known:
+            return self._error(
+                400,
+                "INVALID_INPUT",
+                "INVALID_PUBLIC_TOKEN",
+                "provided public token is expired or invalid",
+            )
+        access_token = f"access-sandbox-{_secrets.token_hex(16)}"
+        with self._lock:
+            self.access_tokens.add(access_token)
+        return (
+            200,
+            {
+                "access_token": access_token,
+                "item_id": _secrets.token_urlsafe(27),
+                "request_id": _request_id(),
+            },
+            {},
+        )

@@ -1,0 +1,119 @@
+"""`finbot accounts add` / `link` against the providers' local fakes, from the command line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from finbot_pipelines.cli import main
+from finbot_pipelines.config.home import demo_config_text
+from finbot_pipelines.config.vault import Vault, init_key_file
+from finbot_pipelines_tests.fakes import kraken_server as kr
+from finbot_pipelines_tests.fakes.plaid_server import DEFAULT_CLIENT_ID, DEFAULT_SECRET, FakePlaid
+from finbot_pipelines_tests.test_provider_crypto import kraken  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / "finbot.yaml").write_text(demo_config_text(datetime(2026, 5, 1)))
+    init_key_file(tmp_path)
+    return tmp_path
+
+
+def invoke(home: Path, *args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(main, ["--home", str(home), *args], input=input)
+
+
+def linked(home: Path, account_id: str) -> dict[str, Any]:
+    cfg = yaml.safe_load((home / "finbot.yaml").read_text())
+    return next(a for a in cfg["linked_accounts"] if a["id"] == account_id)
+
+
+@pytest.fixture
+def plaid() -> Iterator[FakePlaid]:
+    with FakePlaid() as fake:
+        yield fake
+
+
+def test_link_plaid_sandbox_stores_the_access_token(home: Path, plaid: FakePlaid) -> None:
+    res = invoke(
+        home,
+        "accounts",
+        "link",
+        "plaid",
+        "--id",
+        "bank",
+        "--profile",
+        "alice",
+        "--sandbox",
+        "--api-url",
+        plaid.url,
+        input=f"{DEFAULT_CLIENT_ID}\n{DEFAULT_SECRET}\n",
+    )
+    assert res.exit_code == 0, res.output
+    assert "fetched 8 sub-account(s)" in res.output
+    creds = Vault.open(home).get_json("bank")
+    assert creds["environment"] == "sandbox"
+    assert creds["access_token"].startswith("access-")
+    assert DEFAULT_SECRET not in res.output and creds["access_token"] not in res.output
+    account = linked(home, "bank")
+    assert account["provider"] == "plaid" and account["credentials"] == "bank"
+    assert account["options"] == {"api_url": plaid.url}
+    assert invoke(home, "accounts", "test", "bank").exit_code == 0
+
+
+def test_link_plaid_with_a_wrong_secret_saves_nothing(home: Path, plaid: FakePlaid) -> None:
+    before = (home / "finbot.yaml").read_text()
+    res = invoke(
+        home,
+        "accounts",
+        "link",
+        "plaid",
+        "--id",
+        "bank",
+        "--profile",
+        "alice",
+        "--sandbox",
+        "--api-url",
+        plaid.url,
+        input=f"{DEFAULT_CLIENT_ID}\nnot-the-secret\n",
+    )
+    assert res.exit_code == 1
+    assert "not-the-secret" not in res.output
+    assert (home / "finbot.yaml").read_text() == before
+    assert Vault.open(home).names() == []
+
+
+def test_accounts_add_kraken_against_its_fake(home: Path, kraken: kr.KrakenFake) -> None:  # noqa: F811
+    creds = json.dumps({"api_key": kr.API_KEY, "api_secret": kr.API_SECRET})
+    res = invoke(
+        home,
+        "accounts",
+        "add",
+        "kraken",
+        "--id",
+        "exchange",
+        "--profile",
+        "alice",
+        "--option",
+        f"api_url={kraken.url}",
+        "--option",
+        "enable_rate_limit=false",
+        "--credentials-stdin",
+        input=creds,
+    )
+    assert res.exit_code == 0, res.output
+    assert "fetched 1 sub-account(s)" in res.output
+    assert kr.API_SECRET not in res.output
+    assert Vault.open(home).get_json("exchange") == {
+        "api_key": kr.API_KEY,
+        "api_secret": kr.API_SECRET,
+    }
+    assert linked(home, "exchange")["options"]["api_url"] == kraken.url
