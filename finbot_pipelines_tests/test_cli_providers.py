@@ -15,9 +15,33 @@ from click.testing import CliRunner
 from finbot_pipelines.cli import main
 from finbot_pipelines.config.home import demo_config_text
 from finbot_pipelines.config.vault import Vault, init_key_file
+from finbot_pipelines_tests.fakes import binance_server as bn
 from finbot_pipelines_tests.fakes import kraken_server as kr
 from finbot_pipelines_tests.fakes.plaid_server import DEFAULT_CLIENT_ID, DEFAULT_SECRET, FakePlaid
-from finbot_pipelines_tests.test_provider_crypto import kraken  # noqa: F401 (fixture)
+from finbot_pipelines_tests.fakes.portals import FakePortals
+from finbot_pipelines_tests.test_provider_crypto import (  # noqa: F401 (fixtures)
+    binance,
+    binance_options,
+    kraken,
+)
+from finbot_pipelines_tests.test_provider_google_sheets import (  # noqa: F401 (fixtures)
+    KEY,
+    REALISTIC,
+    SheetsFixture,
+    _share,
+    service_account,
+    sheets,
+)
+from finbot_pipelines_tests.test_provider_portals import (  # noqa: F401 (fixtures)
+    AEGON_CREDS,
+    AEGON_PRODUCTS,
+    CA_ACCOUNTS,
+    CA_CREDS,
+    CA_PASSWORD,
+    aegon_options,
+    ca_options,
+    portals,
+)
 
 
 @pytest.fixture
@@ -117,3 +141,38 @@ def test_accounts_add_kraken_against_its_fake(home: Path, kraken: kr.KrakenFake)
         "api_secret": kr.API_SECRET,
     }
     assert linked(home, "exchange")["options"]["api_url"] == kraken.url
+
+
+def _add(home: Path, provider: str, options: dict[str, Any], creds: dict[str, str]) -> Any:
+    args = ["accounts", "add", provider, "--id", "acc", "--profile", "alice"]
+    for key, value in options.items():
+        if not key.startswith("_"):
+            args += ["--option", f"{key}={json.dumps(value)}"]
+    return invoke(home, *args, "--credentials-stdin", input=json.dumps(creds))
+
+
+def test_accounts_add_binance(home: Path, binance: bn.BinanceFake) -> None:  # noqa: F811
+    creds = {"api_key": bn.API_KEY, "api_secret": bn.API_SECRET}
+    res = _add(home, "binance", binance_options(binance), creds)
+    assert res.exit_code == 0, res.output
+    assert "fetched 1 sub-account(s)" in res.output and bn.API_SECRET not in res.output
+
+
+def test_accounts_add_google_sheets(home: Path, sheets: SheetsFixture) -> None:  # noqa: F811
+    _share(sheets, REALISTIC)
+    res = _add(home, "google_sheets", sheets.options(KEY), sheets.credentials())
+    assert res.exit_code == 0, res.output
+    assert "fetched 8 sub-account(s)" in res.output
+    assert "PRIVATE KEY" not in res.output
+
+
+def test_accounts_add_portals(home: Path, portals: FakePortals, tmp_path: Path) -> None:  # noqa: F811
+    res = _add(home, "credit_agricole", ca_options(portals, tmp_path), CA_CREDS)
+    assert res.exit_code == 0, res.output
+    assert f"fetched {len(CA_ACCOUNTS)} sub-account(s)" in res.output
+    assert CA_PASSWORD not in res.output
+    res = invoke(home, "accounts", "remove", "acc")
+    assert res.exit_code == 0
+    res = _add(home, "aegon_targetplan", aegon_options(portals, tmp_path), AEGON_CREDS)
+    assert res.exit_code == 0, res.output
+    assert f"fetched {len(AEGON_PRODUCTS)} sub-account(s)" in res.output
