@@ -302,6 +302,10 @@ def demo(ctx: click.Context, days: int) -> None:
     if not _run_pipeline(paths, first, last):
         _fail("the pipeline run failed: see the messages above, or the run in the UI", 1)
     print_net_worth(paths)
+    for profile in load_config(paths.config).profiles:
+        latest = paths.reports / f"{profile.id}.html"
+        if latest.exists():
+            click.echo(f"  {profile.id} report: {latest}")
     click.echo(
         "\nNext:\n"
         "  ./finbotctl ui      # the Dagster UI on http://127.0.0.1:3000: runs, assets, lineage\n"
@@ -333,6 +337,19 @@ def run(ctx: click.Context, hours: int, last_s: str | None) -> None:
     if not _run_pipeline(paths, first, last):
         _fail("the pipeline run failed: see the messages above, or the run in the UI", 1)
     print_net_worth(paths)
+
+
+@main.command()
+@click.option("--profile", "profile_id", help="The profile (default: the first with a report).")
+@click.pass_context
+def report(ctx: click.Context, profile_id: str | None) -> None:
+    """Print the path of the latest HTML wealth report."""
+    from finbot_pipelines.defs.reports.html import latest_report_path
+
+    try:
+        click.echo(str(latest_report_path(_paths(ctx), profile_id)))
+    except FileNotFoundError as exc:
+        _fail(str(exc), 1)
 
 
 main.add_command(accounts)

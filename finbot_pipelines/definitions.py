@@ -24,6 +24,7 @@ from finbot_pipelines.defs.automation.sensors import build_fx_rebuild_sensor
 from finbot_pipelines.defs.ingest.assets import build_ingest_assets, ingest_key
 from finbot_pipelines.defs.market.assets import build_fx_asset
 from finbot_pipelines.defs.partitions import daily_partitions, hourly_partitions
+from finbot_pipelines.defs.reports.assets import build_report_asset
 from finbot_pipelines.defs.resources import FinbotHome
 from finbot_pipelines.defs.transform.assets import build_dbt_assets
 from finbot_pipelines.defs.transform.project import dbt_project
@@ -51,9 +52,10 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
     dbt = build_dbt_assets(hourly, ingest_keys)
     mart_keys = [k for k, g in dbt.group_names_by_key.items() if g == "marts"]
     publish = build_publish_asset(hourly, mart_keys)
+    report = build_report_asset(hourly)
     jobs, schedules = build_jobs(hourly, daily)
 
-    assets: list[dg.AssetsDefinition] = [fx, dbt, publish]
+    assets: list[dg.AssetsDefinition] = [fx, dbt, publish, report]
     if ingest is not None:
         assets.insert(0, ingest)
     return dg.Definitions(

@@ -169,3 +169,12 @@ def test_finbot_sql_error_is_clear(built_home: BuiltHome) -> None:
     )
     assert res.exit_code == 2
     assert "query failed" in res.output and "no_such_table" in res.output
+
+
+def test_the_hourly_run_wrote_each_profiles_report(built_home: BuiltHome) -> None:
+    reports = HomePaths(built_home.home).reports
+    for profile in ("alice", "bruno"):
+        assert (reports / f"{profile}.html").stat().st_size > 100_000
+        assert (reports / f"{profile}-{built_home.last:%Y-%m-%d}.html").exists()
+    res = CliRunner().invoke(main, ["--home", str(built_home.home), "report", "--profile", "bruno"])
+    assert res.exit_code == 0 and res.output.strip() == str(reports / "bruno.html")

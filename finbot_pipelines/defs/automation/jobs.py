@@ -11,8 +11,8 @@ from finbot_pipelines.defs.market.assets import FX_RATES_KEY
 HOURLY_JOB = "finbot_hourly"
 TRANSFORM_JOB = "finbot_transform"
 FX_JOB = "finbot_fx_daily"
-PIPELINE_GROUPS = ("ingest", "staging", "intermediate", "marts")
-TRANSFORM_GROUPS = ("staging", "intermediate", "marts")
+PIPELINE_GROUPS = ("ingest", "staging", "intermediate", "marts", "reports")
+TRANSFORM_GROUPS = ("staging", "intermediate", "marts", "reports")
 
 
 def build_jobs(

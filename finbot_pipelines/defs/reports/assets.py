@@ -1,0 +1,59 @@
+"""The wealth report asset: one self-contained HTML page per profile after each publish."""
+
+import dagster as dg
+
+from finbot_pipelines.defs.reports.html import net_worth_png, summary_markdown, write_reports
+from finbot_pipelines.defs.resources import FinbotHome
+from finbot_pipelines.defs.transform.publish import PUBLISHED_KEY
+from finbot_pipelines.warehouse.report_data import num
+
+REPORT_KEY = dg.AssetKey(["wealth_report"])
+#: Dated daily copies kept per profile (each ~5 MB: plotly.js is inlined so pages work offline).
+KEEP_DAILY_REPORTS_DAYS = 90
+
+
+def build_report_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """`wealth_report`: reads the published marts (never the warehouse), so it needs no
+    pool slot; a backfill renders once, from the latest published hour."""
+
+    @dg.asset(
+        key=REPORT_KEY,
+        deps=[PUBLISHED_KEY],
+        group_name="reports",
+        kinds={"html", "plotly"},
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=(
+            "One self-contained HTML wealth report per profile (plotly.js inlined, works "
+            "offline) in $FINBOT_HOME/reports/: <profile>.html, the latest, and "
+            "<profile>-<YYYY-MM-DD>.html, one per day for 90 days. Built from the published "
+            "marts at each profile's latest valued hour."
+        ),
+    )
+    def wealth_report(
+        context: dg.AssetExecutionContext, finbot: FinbotHome
+    ) -> dg.MaterializeResult:
+        paths = finbot.paths
+        cfg = finbot.config()
+        names = {p.id: p.name for p in cfg.profiles}
+        written = write_reports(paths, profile_names=names, keep_days=KEEP_DAILY_REPORTS_DAYS)
+        for w in written:
+            context.log.info(f"wealth report of {w.profile_id}: {w.latest}")
+        png = net_worth_png([w.data for w in written]) if written else None
+        metadata: dict[str, dg.RawMetadataValue] = {
+            "summary": dg.MetadataValue.md(summary_markdown(written, png)),
+            "reports_dir": dg.MetadataValue.path(str(paths.reports)),
+            "profiles": len(written),
+        }
+        for w in written:
+            metadata[f"{w.profile_id}/report"] = dg.MetadataValue.path(str(w.latest))
+            metadata[f"{w.profile_id}/daily_report"] = dg.MetadataValue.path(str(w.dated))
+            metadata[f"{w.profile_id}/valuation_hour"] = w.data.valuation_hour.isoformat(
+                timespec="minutes"
+            )
+            net_worth = num(w.data.net_worth)
+            if net_worth is not None:
+                metadata[f"{w.profile_id}/net_worth"] = dg.MetadataValue.float(net_worth)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return wealth_report
