@@ -86,3 +86,34 @@ def test_ui_lists_assets_with_lineage_and_stops_on_sigterm(tmp_path: Path) -> No
     time.sleep(1)
     left = subprocess.run(["pgrep", "-f", "--", f"--port {port}"], capture_output=True, text=True)
     assert left.returncode == 1, left.stdout  # 1: no process matched
+
+
+def test_the_asset_graph_explains_itself(tmp_path: Path) -> None:
+    """Groups, descriptions, kinds, column schemas, dbt tests as checks, freshness."""
+    ensure_dbt_manifest()
+    import dagster as dg
+
+    from finbot_pipelines.definitions import build_definitions
+
+    (tmp_path / "finbot.yaml").write_text(E2E_CONFIG)
+    graph = build_definitions(str(tmp_path)).resolve_asset_graph()
+    groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups == {"ingest", "market", "staging", "intermediate", "marts", "reports"}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description, f"{key.to_user_string()} has no description"
+        assert node.kinds, f"{key.to_user_string()} has no kinds"
+    hourly = [
+        dg.AssetKey(["ingest", "a-bank"]),
+        dg.AssetKey(["marts", "fct_profile_valuation_hourly"]),
+        dg.AssetKey(["published_marts"]),
+        dg.AssetKey(["wealth_report"]),
+    ]
+    for key in hourly:
+        assert graph.get(key).freshness_policy is not None, key.to_user_string()
+    mart = graph.get(dg.AssetKey(["marts", "fct_profile_valuation_hourly"]))
+    columns = {c.name for c in mart.metadata["dagster/column_schema"].columns}
+    assert {"profile_id", "valuation_hour", "net_worth", "stale_accounts"} <= columns
+    checks = {c.name for c in graph.asset_check_keys if c.asset_key == mart.key}
+    assert checks, "the mart's dbt tests are not asset checks"
+    assert graph.get(dg.AssetKey(["market", "fx_rates"])).kinds >= {"python", "duckdb"}

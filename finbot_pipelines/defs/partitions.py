@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dagster as dg
 
 HOUR_FMT = "%Y-%m-%d-%H:%M"
+
+#: Hourly assets are expected fresh: a warning after 2 hours without a run, a failure after 3.
+HOURLY_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=3), warn_window=timedelta(hours=2)
+)
+#: FX rates: the ECB publishes on business days; a long weekend is 4 days.
+DAILY_FX_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(days=5), warn_window=timedelta(days=4)
+)
 
 
 def hourly_partitions(start: datetime) -> dg.HourlyPartitionsDefinition:

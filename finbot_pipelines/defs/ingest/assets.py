@@ -16,7 +16,7 @@ import dagster as dg
 
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
 from finbot_pipelines.config.vault import Vault
-from finbot_pipelines.defs.partitions import naive_utc
+from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS, naive_utc
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.providers.fetching import FetchOutcome, FetchTask, RetryPolicy, run_fetches
 from finbot_pipelines.providers.registry import get_provider
@@ -227,6 +227,7 @@ def build_ingest_assets(
             tags={"finbot/provider": a.provider, "finbot/profile": a.profile},
             partitions_def=partitions,
             skippable=True,
+            freshness_policy=HOURLY_FRESHNESS,
         )
         for a in accounts
     ]

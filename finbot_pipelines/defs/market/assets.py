@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from finbot_pipelines.config.schema import FinbotConfig
+from finbot_pipelines.defs.partitions import DAILY_FX_FRESHNESS
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.providers.ecb_rates import rates_for_range
 from finbot_pipelines.warehouse.raw import replace_fx_rates
@@ -47,6 +48,7 @@ def build_fx_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinit
             "European Central Bank or, with `fx_source: static`, from the config's table. "
             "Weekends and holidays have no rows: an hour uses the last rate on or before its date."
         ),
+        freshness_policy=DAILY_FX_FRESHNESS,
         retry_policy=dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL),
     )
     def fx_rates(context: dg.AssetExecutionContext, finbot: FinbotHome) -> dg.MaterializeResult:

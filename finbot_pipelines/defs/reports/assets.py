@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS
 from finbot_pipelines.defs.reports.html import net_worth_png, summary_markdown, write_reports
 from finbot_pipelines.defs.resources import FinbotHome
 from finbot_pipelines.defs.transform.publish import PUBLISHED_KEY
@@ -23,6 +24,7 @@ def build_report_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         kinds={"html", "plotly"},
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        freshness_policy=HOURLY_FRESHNESS,
         description=(
             "One self-contained HTML wealth report per profile (plotly.js inlined, works "
             "offline) in $FINBOT_HOME/reports/: <profile>.html, the latest, and "

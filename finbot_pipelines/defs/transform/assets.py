@@ -19,7 +19,7 @@ from dagster_dbt import (
 )
 
 from finbot_pipelines.defs.market.assets import FX_RATES_KEY
-from finbot_pipelines.defs.partitions import naive_utc
+from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS, naive_utc
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.defs.transform.project import dbt_project
 
@@ -55,6 +55,8 @@ class FinbotDbtTranslator(DagsterDbtTranslator):
         spec = super().get_asset_spec(manifest, unique_id, project)
         if not unique_id.startswith("model."):
             return spec
+        if spec.group_name == "marts":
+            spec = spec.replace_attributes(freshness_policy=HOURLY_FRESHNESS)
         sources = manifest["nodes"][unique_id].get("depends_on", {}).get("nodes", [])
         raw_tables = {manifest["sources"][s]["name"] for s in sources if s.startswith("source.")}
         if not raw_tables:

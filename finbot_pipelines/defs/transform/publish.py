@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.warehouse.publish import publish_marts
 
@@ -21,6 +22,7 @@ def build_publish_asset(
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
+        freshness_policy=HOURLY_FRESHNESS,
         description=(
             "The marts, copied to $FINBOT_HOME/finbot.duckdb (schema `marts`) for readers: "
             "a new file renamed into place, so a reader never blocks a run nor sees half an hour."
