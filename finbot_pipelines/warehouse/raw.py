@@ -10,6 +10,8 @@ All timestamps are naive UTC (`TIMESTAMP`), hours are truncated to the hour.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -166,6 +168,12 @@ def _frame(objs: Sequence[object], cols: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame([tuple(getattr(o, c) for c in cols) for o in objs], columns=list(cols))
 
 
+def _failpoint(name: str) -> None:
+    """Crash tests only: with FINBOT_FAILPOINT=<name>, die here as a power cut would."""
+    if os.environ.get("FINBOT_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def write_hour_batch(con: duckdb.DuckDBPyConnection, batch: HourBatch) -> None:
     """Replace the rows of every (hour, linked account) in ``batch.keys`` in one transaction."""
     if not batch.keys:
@@ -191,6 +199,7 @@ def write_hour_batch(con: duckdb.DuckDBPyConnection, batch: HourBatch) -> None:
                 con.execute(f"insert into raw.{table} by name select * from _batch_rows")
                 con.unregister("_batch_rows")
         con.unregister("_batch_keys")
+        _failpoint("raw_write_before_commit")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

@@ -7,6 +7,8 @@ Runs go to the Dagster instance of `$DAGSTER_HOME` (the embedded default is
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -77,6 +79,46 @@ def partition_range_tags(first: datetime, last: datetime, fmt: str = HOUR_FMT) -
     }
 
 
+#: Tags of runs this module starts: which process runs them, to recognise dead ones.
+PID_TAG = "finbot/pid"
+HOST_TAG = "finbot/host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark as failed the command-line runs whose process died, and free their pool slots.
+
+    A run killed mid-flight (SIGKILL, power loss) never reports its end; without
+    this, its `finbot_warehouse` slot would stay claimed and every later run wait.
+    """
+    released = []
+    host = socket.gethostname()
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+            tags={HOST_TAG: host},
+        )
+    )
+    for record in records:
+        run = record.dagster_run
+        pid = run.tags.get(PID_TAG)
+        if pid is None or not pid.isdigit() or _alive(int(pid)) or int(pid) == os.getpid():
+            continue
+        instance.report_run_failed(run, f"the process running it (pid {pid}) is gone")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        released.append(run.run_id)
+    return released
+
+
 def run_job(
     defs: dg.Definitions,
     job_name: str,
@@ -89,13 +131,19 @@ def run_job(
     run_config: Mapping[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Execute ``job_name`` over the partitions [first, last] as one run."""
+    for run_id in release_dead_runs(instance):
+        print(f"released the pool slots of dead run {run_id}", file=sys.stderr)
     job = defs.resolve_job_def(job_name)
     config: dict[str, Any] = dict(run_config or {})
     if progress:
         config["loggers"] = {PROGRESS_LOGGER: {}}
     return job.execute_in_process(
         instance=instance,
-        tags=partition_range_tags(first, last, fmt),
+        tags={
+            **partition_range_tags(first, last, fmt),
+            PID_TAG: str(os.getpid()),
+            HOST_TAG: socket.gethostname(),
+        },
         run_config=config,
         raise_on_error=False,
     )
