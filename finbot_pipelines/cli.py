@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from finbot_pipelines.bench import bench
 from finbot_pipelines.cli_accounts import accounts
 from finbot_pipelines.config.home import DEMO_DAYS, ensure_dagster_home, init_home
 from finbot_pipelines.config.loading import ConfigError, load_config
@@ -353,6 +354,7 @@ def report(ctx: click.Context, profile_id: str | None) -> None:
 
 
 main.add_command(accounts)
+main.add_command(bench)
 
 if __name__ == "__main__":
     main()
