@@ -451,3 +451,22 @@ def test_retired_provider() -> None:
     assert str(info.value) == "bittrex closed in 2023; remove or freeze this linked account"
     assert info.value.code == "retired_provider"
     assert not info.value.retryable
+
+
+def test_the_home_is_opt_in_and_appreciates() -> None:
+    assert "home" not in by_id(dummy_snapshot("acc", {}, datetime(2026, 1, 1)))
+    snaps = [
+        by_id(dummy_snapshot("acc", {"sub_accounts": ["property", "mortgage"]}, when))
+        for when in (datetime(2026, 1, 1), datetime(2028, 1, 1))
+    ]
+    (home,) = snaps[0]["home"].items
+    assert (home.item_type, home.asset_class, home.asset_type) == (
+        "asset",
+        "real_estate",
+        "property",
+    )
+    assert 250_000 < home.value < 600_000
+    # about 3 % a year over two years, give or take the monthly swing
+    ratio = snaps[1]["home"].items[0].value / home.value
+    assert 1.03**2 * 0.97 < ratio < 1.03**2 * 1.03
+    assert list(snaps[0]) == ["home", "mortgage"]

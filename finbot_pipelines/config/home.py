@@ -83,9 +83,9 @@ linked_accounts:
   - id: alice-home
     profile: alice
     provider: dummy
-    name: Alice's mortgage
+    name: Alice's home and mortgage
     options:
-      sub_accounts: [mortgage]
+      sub_accounts: [property, mortgage]
   - id: bruno-bank
     profile: bruno
     provider: dummy

@@ -60,7 +60,9 @@ from finbot_pipelines.providers.base import (
     TransientError,
 )
 
-SUB_ACCOUNT_KINDS = ("cash", "stocks", "pension", "crypto", "mortgage", "credit_card")
+SUB_ACCOUNT_KINDS = ("cash", "stocks", "pension", "crypto", "property", "mortgage", "credit_card")
+#: What an account without a `sub_accounts` option holds (the home is opt-in).
+DEFAULT_SUB_ACCOUNT_KINDS = tuple(k for k in SUB_ACCOUNT_KINDS if k != "property")
 FAIL_KINDS = ("transient", "authentication_failure", "provider_error", "timeout", "rate_limited")
 OPTION_KEYS = (
     "sub_accounts",
@@ -269,6 +271,16 @@ def _crypto(acc: str, h: int, scale: float) -> list[SubAccount]:
     return [SubAccount("crypto", "Crypto exchange wallet", "USD", "investment", items)]
 
 
+def _property(acc: str, h: int, scale: float) -> list[SubAccount]:
+    """The family home: about 3 % a year, revalued with a small monthly swing."""
+    key = f"{acc}|property"
+    value0 = _between(280_000.0, 520_000.0, key, "value")
+    t_years = (h - _T0_HOUR) / _HOURS_PER_YEAR
+    value = value0 * 1.03**t_years * (1 + 0.01 * _monthly(key, h))
+    item = Item("Home", "asset", "real_estate", "property", round(value * scale, 2))
+    return [SubAccount("home", "Home", "GBP", "other", (item,))]
+
+
 def _mortgage_balance(principal: float, start_h: float, h: int) -> float:
     """Outstanding balance of a 25-year repayment mortgage at 3.9 % a year."""
     n = 300
@@ -302,6 +314,7 @@ _BUILDERS: dict[str, Callable[[str, int, float], list[SubAccount]]] = {
     "stocks": _stocks,
     "pension": _pension,
     "crypto": _crypto,
+    "property": _property,
     "mortgage": _mortgage,
     "credit_card": _credit_card,
 }
@@ -312,7 +325,7 @@ def dummy_snapshot(linked_account_id: str, options: Mapping[str, Any], as_of: da
 
     Pure: no clock, no I/O, no state. Failure options are ignored here."""
     h = hour_index(as_of)
-    kinds = options.get("sub_accounts") or SUB_ACCOUNT_KINDS
+    kinds = options.get("sub_accounts") or DEFAULT_SUB_ACCOUNT_KINDS
     scale = float(options.get("scale", 1.0))
     subs: list[SubAccount] = []
     for kind in SUB_ACCOUNT_KINDS:  # stable order whatever the option's order
@@ -456,7 +469,7 @@ def _check_fail_cycle(p: str, v: object) -> None:
 class DummyProvider:
     id: str = "dummy"
     description: str = (
-        "Synthetic household (cash in GBP/EUR/USD, ISA, pension, crypto, mortgage, "
+        "Synthetic household (cash in GBP/EUR/USD, ISA, pension, crypto, home (opt-in), mortgage, "
         "credit card), deterministic per linked account and hour; no credentials."
     )
     credential_fields: tuple[CredentialField, ...] = ()
