@@ -24,7 +24,6 @@ import itertools
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -286,13 +285,17 @@ class RunTiming:
     success: bool
     steps: dict[str, float] = field(default_factory=dict)
     dbt_elapsed_s: float | None = None
-    report_s: float | None = None
     dbt_phases: dict[str, float] = field(default_factory=dict)
+    #: for runs in a child process: the run itself, and the process around it
+    run_wall_s: float | None = None
+    startup_s: float | None = None
+    defs_load_s: float | None = None
 
     @property
     def dagster_overhead_s(self) -> float:
-        """Wall time outside every step: run creation, resources, events, teardown."""
-        return max(0.0, self.wall_s - sum(self.steps.values()))
+        """Run wall time outside every step: run creation, resources, events, teardown."""
+        run = self.run_wall_s if self.run_wall_s is not None else self.wall_s
+        return max(0.0, run - sum(self.steps.values()))
 
 
 def step_durations(instance: Any, run_id: str) -> dict[str, float]:
@@ -405,14 +408,14 @@ def timed_job(
     defs: Any,
     instance: Any,
     job_name: str,
-    first: datetime,
-    last: datetime,
+    first: datetime | None,
+    last: datetime | None,
     *,
     run_config: Mapping[str, Any] | None = None,
     log: TextIO | None = None,
     phases: bool = False,
 ) -> RunTiming:
-    """Run ``job_name`` over [first, last] as one run, like `finbot run` does."""
+    """Run ``job_name`` over [first, last] (None: every hour) as one run, like `finbot run`."""
     from finbot_pipelines.defs.automation.runs import run_job
 
     since = time.time()
@@ -431,60 +434,75 @@ def timed_job(
     )
 
 
-def report_asset(defs: Any) -> Any | None:
-    """The `wealth_report` asset, when the definitions have one."""
+def steady_child(argv: Sequence[str]) -> None:
+    """Entry point of a steady-hour child process: HOME HOUR OUT_JSON.
+
+    What a run worker launched by the daemon does for a scheduled tick: a fresh
+    interpreter imports the code location, loads the definitions and executes the
+    `finbot_hourly` run of one hour. The parent times the whole process.
+    """
+    home, hour_s, out = argv
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    started = time.perf_counter()
     import dagster as dg
 
-    key = dg.AssetKey([REPORT_ASSET])
-    if key not in set(defs.resolve_all_asset_keys()):
-        return None
-    return defs.resolve_assets_def(key)
+    from finbot_pipelines.definitions import build_definitions
+    from finbot_pipelines.defs.automation.jobs import HOURLY_JOB
+
+    paths = HomePaths(Path(home))
+    defs = build_definitions(home)
+    load_s = time.perf_counter() - started
+    hour = datetime.fromisoformat(hour_s)
+    with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
+        t = timed_job(paths, defs, instance, HOURLY_JOB, hour, hour, phases=True)
+    Path(out).write_text(json.dumps({**asdict(t), "defs_load_s": round(load_s, 3)}))
 
 
 def steady_hours(
     paths: HomePaths,
     first_new_hour: datetime,
     repeat: int,
-    log: TextIO | None,
+    log_path: Path,
 ) -> list[RunTiming]:
-    """``repeat`` scheduled-style runs of `finbot_hourly`, each for ONE new hour.
-
-    If the definitions have a `wealth_report` asset outside that job, it is
-    materialised right after each run (the report the schedule would refresh) and
-    its time added.
-    """
-    import dagster as dg
-
-    from finbot_pipelines.definitions import build_definitions
-    from finbot_pipelines.defs.automation.jobs import HOURLY_JOB
-    from finbot_pipelines.defs.partitions import HOUR_FMT
-
-    defs = build_definitions(str(paths.home))
-    report = report_asset(defs)
+    """``repeat`` scheduled-style `finbot_hourly` runs, each for ONE new hour, each in a
+    fresh process (interpreter start, imports, definitions and the run: what a
+    scheduled tick costs). ``wall_s`` is the whole process; the breakdown adds
+    ``startup_s`` (everything before the run starts and after it ends)."""
+    out = paths.home / "steady-result.json"
+    code = "import sys; from finbot_pipelines.bench import steady_child; steady_child(sys.argv[1:])"
     timings: list[RunTiming] = []
-    with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
-        for i in range(repeat):
-            hour = first_new_hour + timedelta(hours=i)
-            t = timed_job(paths, defs, instance, HOURLY_JOB, hour, hour, log=log, phases=True)
-            if report is not None and REPORT_ASSET not in t.steps:
-                with quiet(log):
-                    started = time.perf_counter()
-                    r = dg.materialize(
-                        [report],
-                        instance=instance,
-                        partition_key=hour.strftime(HOUR_FMT),
-                        raise_on_error=False,
-                    )
-                    t.report_s = round(time.perf_counter() - started, 3)
-                t.wall_s = round(t.wall_s + t.report_s, 3)
-                t.success = t.success and r.success
-                t.steps.update(step_durations(instance, r.run_id))
-            timings.append(t)
+    for i in range(repeat):
+        hour = first_new_hour + timedelta(hours=i)
+        out.unlink(missing_ok=True)
+        with log_path.open("a") as log:
+            started = time.perf_counter()
+            proc = subprocess.run(
+                [sys.executable, "-c", code, str(paths.home), hour.isoformat(), str(out)],
+                stdout=log, stderr=log, env={**os.environ}, check=False,
+            )  # fmt: skip
+            wall = time.perf_counter() - started
+        if proc.returncode != 0 or not out.exists():
+            raise click.ClickException(f"a steady-hour process failed: see {log_path}")
+        data = json.loads(out.read_text())
+        run_wall = float(data["wall_s"])
+        timings.append(
+            RunTiming(
+                wall_s=round(wall, 3),
+                success=data["success"],
+                steps=data["steps"],
+                dbt_elapsed_s=data["dbt_elapsed_s"],
+                dbt_phases=data["dbt_phases"],
+                run_wall_s=round(run_wall, 3),
+                startup_s=round(wall - run_wall, 3),
+                defs_load_s=data["defs_load_s"],
+            )
+        )
     return timings
 
 
-def initial_build(paths: HomePaths, first: datetime, last: datetime, log: TextIO | None) -> None:
-    """Build and publish every mart of [first, last] with one full-refresh transform run."""
+def initial_build(paths: HomePaths, log: TextIO | None) -> None:
+    """Build and publish every mart of the raw history with one full-refresh transform run."""
     import dagster as dg
 
     from finbot_pipelines.definitions import build_definitions
@@ -493,7 +511,7 @@ def initial_build(paths: HomePaths, first: datetime, last: datetime, log: TextIO
     defs = build_definitions(str(paths.home))
     with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
         t = timed_job(
-            paths, defs, instance, TRANSFORM_JOB, first, last,
+            paths, defs, instance, TRANSFORM_JOB, None, None,
             run_config=FULL_REFRESH_CONFIG, log=log,
         )  # fmt: skip
     if not t.success:
@@ -507,13 +525,52 @@ def log_hint(log: TextIO | None) -> str:
 # --------------------------------------------------------------------------- rebuild (child)
 
 
-def rebuild_child(argv: Sequence[str]) -> None:
-    """Entry point of the rebuild child process: HOME FIRST LAST OUT_JSON.
+@contextlib.contextmanager
+def tree_rss_sampler(interval_s: float = 0.05) -> Iterator[dict[str, float]]:
+    """Sample the RSS of this process plus all its descendants (dbt, DuckDB inside it).
 
-    Runs `finbot_transform` with full_refresh over the partitions [FIRST, LAST] as
-    one run and writes its timing and peak memory to OUT_JSON.
+    Yields a dict whose ``peak_mb`` is the largest sum seen: the memory the
+    machine actually needed at once, not the sum of each process's own peak.
     """
-    home, first_s, last_s, out = argv
+    import threading
+
+    import psutil
+
+    me = psutil.Process()
+    found: dict[str, float] = {"peak_mb": 0.0, "self_peak_mb": 0.0, "children_peak_mb": 0.0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while True:
+            total = own = 0.0
+            with contextlib.suppress(psutil.Error):
+                own = me.memory_info().rss / 2**20
+            total = own
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += child.memory_info().rss / 2**20
+            found["peak_mb"] = max(found["peak_mb"], total)
+            found["self_peak_mb"] = max(found["self_peak_mb"], own)
+            found["children_peak_mb"] = max(found["children_peak_mb"], total - own)
+            if stop.wait(interval_s):
+                return
+
+    thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+    thread.start()
+    try:
+        yield found
+    finally:
+        stop.set()
+        thread.join()
+
+
+def rebuild_child(argv: Sequence[str]) -> None:
+    """Entry point of the rebuild child process: HOME OUT_JSON.
+
+    Runs `finbot_transform` with full_refresh (every hour of the raw history) as one
+    run, while sampling the memory of the process tree, and writes both to OUT_JSON.
+    """
+    home, out = argv
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     import dagster as dg
@@ -525,20 +582,21 @@ def rebuild_child(argv: Sequence[str]) -> None:
     started = time.perf_counter()
     defs = build_definitions(home)
     load_s = time.perf_counter() - started
-    first, last = datetime.fromisoformat(first_s), datetime.fromisoformat(last_s)
-    with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
+    with (
+        dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance,
+        tree_rss_sampler() as rss,
+    ):
         t = timed_job(
-            paths, defs, instance, TRANSFORM_JOB, first, last, run_config=FULL_REFRESH_CONFIG
+            paths, defs, instance, TRANSFORM_JOB, None, None, run_config=FULL_REFRESH_CONFIG
         )
-    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     Path(out).write_text(
         json.dumps(
             {
                 **asdict(t),
                 "defs_load_s": round(load_s, 3),
-                "dagster_rss_mb": round(self_kb / 1024, 1),
-                "dbt_rss_mb": round(children_kb / 1024, 1),
+                "peak_rss_mb": round(rss["peak_mb"], 1),
+                "dagster_rss_mb": round(rss["self_peak_mb"], 1),
+                "dbt_rss_mb": round(rss["children_peak_mb"], 1),
             }
         )
     )
@@ -548,16 +606,13 @@ def rebuild_child(argv: Sequence[str]) -> None:
 class RebuildTiming:
     run: RunTiming
     defs_load_s: float
+    peak_rss_mb: float
     dagster_rss_mb: float
     dbt_rss_mb: float
 
-    @property
-    def peak_rss_mb(self) -> float:
-        return round(self.dagster_rss_mb + self.dbt_rss_mb, 1)
 
-
-def rebuild(paths: HomePaths, first: datetime, last: datetime, log_path: Path) -> RebuildTiming:
-    """One full-refresh rebuild of [first, last] in a child process (for its memory)."""
+def rebuild(paths: HomePaths, log_path: Path) -> RebuildTiming:
+    """One full-refresh rebuild of all the raw history in a child process (for its memory)."""
     out = paths.home / "rebuild-result.json"
     out.unlink(missing_ok=True)
     code = (
@@ -565,8 +620,7 @@ def rebuild(paths: HomePaths, first: datetime, last: datetime, log_path: Path) -
     )
     with log_path.open("a") as log:
         proc = subprocess.run(
-            [sys.executable, "-c", code, str(paths.home), first.isoformat(), last.isoformat(),
-             str(out)],
+            [sys.executable, "-c", code, str(paths.home), str(out)],
             stdout=log, stderr=log, env={**os.environ}, check=False,
         )  # fmt: skip
     if proc.returncode != 0 or not out.exists():
@@ -578,7 +632,9 @@ def rebuild(paths: HomePaths, first: datetime, last: datetime, log_path: Path) -
         steps=data["steps"],
         dbt_elapsed_s=data["dbt_elapsed_s"],
     )
-    return RebuildTiming(run, data["defs_load_s"], data["dagster_rss_mb"], data["dbt_rss_mb"])
+    return RebuildTiming(
+        run, data["defs_load_s"], data["peak_rss_mb"], data["dagster_rss_mb"], data["dbt_rss_mb"]
+    )
 
 
 # --------------------------------------------------------------------------- fan-out
@@ -708,7 +764,9 @@ def breakdown(t: RunTiming) -> dict[str, Any]:
         ),
         "dagster_outside_steps_s": round(t.dagster_overhead_s, 3),
         "dbt_step_phases_s": t.dbt_phases,
-        "report_s": t.report_s,
+        "run_wall_s": t.run_wall_s,
+        "process_startup_s": t.startup_s,
+        "defs_load_s": t.defs_load_s,
     }
 
 
@@ -743,14 +801,15 @@ def render_table(result: Mapping[str, Any]) -> str:
     head = (
         f"finbot bench: {result['accounts']} accounts x ~{result['items_per_account']} items "
         f"(asked {result['items']}), {result['hours']} hours, repeat {result['repeat']}, "
-        f"rebuild scope {result['rebuild_scope']}; load {result['load_before']} -> "
+        f"load {result['load_before']} -> "
         f"{result['load_after']} on {result['machine']['nproc']} cores"
     )
     steady = result["steady_breakdown"]
     where = (
-        f"steady hour (median run): wall {steady['wall_s']} s = steps {steady['steps_s']} "
-        f"+ Dagster outside steps {steady['dagster_outside_steps_s']} s; dbt step phases "
-        f"{steady['dbt_step_phases_s']}"
+        f"steady hour (median run): process {steady['wall_s']} s = start-up (interpreter, "
+        f"imports, definitions, instance) {steady['process_startup_s']} s + run "
+        f"{steady['run_wall_s']} s; run = steps {steady['steps_s']} + Dagster outside steps "
+        f"{steady['dagster_outside_steps_s']} s; dbt step phases {steady['dbt_step_phases_s']}"
     )
     rb = result["rebuild_breakdown"]
     where_rb = (
@@ -780,7 +839,6 @@ def run_bench(
     hours: int,
     repeat: int,
     query_runs: int,
-    rebuild_scope: str,
     verbose: bool,
 ) -> dict[str, Any]:
     """Build the homes under ``base``, measure everything, return the result mapping."""
@@ -798,7 +856,6 @@ def run_bench(
     last_steady = now_hour - timedelta(hours=1)
     first_steady = last_steady - timedelta(hours=repeat - 1)
     first = first_steady - timedelta(hours=hours)
-    last = first_steady - timedelta(hours=1)
     small_first = first_steady - timedelta(hours=STEADY_SMALL_HISTORY_HOURS)
 
     log_ctx = contextlib.nullcontext(None) if verbose else log_path.open("a")
@@ -812,19 +869,14 @@ def run_bench(
         _say(f"landed in {land_s:.1f} s")
 
         # -- rebuild, each in a child process (for its peak memory)
-        scopes = ["range", "last-hour"] if rebuild_scope == "both" else [rebuild_scope]
-        rebuilds: dict[str, list[RebuildTiming]] = {s: [] for s in scopes}
-        for scope in scopes:
-            r_first = first if scope == "range" else last
-            for i in range(repeat):
-                _say(f"rebuild {i + 1}/{repeat} ({scope}: {r_first:%Y-%m-%d %H:00} .. "
-                     f"{last:%Y-%m-%d %H:00}, full refresh of all {hours} hours)")  # fmt: skip
-                rb = rebuild(main, r_first, last, log_path)
-                if not rb.run.success:
-                    raise click.ClickException(f"the rebuild run failed: see {log_path}")
-                rebuilds[scope].append(rb)
-                _say(f"rebuild took {rb.run.wall_s:.1f} s, peak {rb.peak_rss_mb:.0f} MB")
-        main_rebuilds = rebuilds[scopes[0]]
+        rebuilds: list[RebuildTiming] = []
+        for i in range(repeat):
+            _say(f"rebuild {i + 1}/{repeat}: full refresh of all {hours} hours as one run")
+            rb = rebuild(main, log_path)
+            if not rb.run.success:
+                raise click.ClickException(f"the rebuild run failed: see {log_path}")
+            rebuilds.append(rb)
+            _say(f"rebuild took {rb.run.wall_s:.1f} s, peak {rb.peak_rss_mb:.0f} MB")
 
         # -- queries on the published marts of H hours
         _say(f"queries on {main.published}, {query_runs} runs each")
@@ -832,14 +884,14 @@ def run_bench(
 
         # -- steady hours after H hours, then after 24 hours
         _say(f"steady hour after {hours} hours of history, {repeat} new hour(s)")
-        steady = steady_hours(main, first_steady, repeat, log)
+        steady = steady_hours(main, first_steady, repeat, log_path)
         small = write_home(base / "h24", bench_config(accounts, items, small_first))
         write_fx_rates(small, small_first.date(), last_steady.date())
         with quiet(log):
             land_raw_history(small, small_first, STEADY_SMALL_HISTORY_HOURS)
-        initial_build(small, small_first, first_steady - timedelta(hours=1), log)
+        initial_build(small, log)
         _say(f"steady hour after {STEADY_SMALL_HISTORY_HOURS} hours of history")
-        steady_small = steady_hours(small, first_steady, repeat, log)
+        steady_small = steady_hours(small, first_steady, repeat, log_path)
         failed = [t for t in [*steady, *steady_small] if not t.success]
         if failed:
             raise click.ClickException(f"a steady-hour run failed: see {log_hint(log)}")
@@ -862,8 +914,7 @@ def run_bench(
         "items_per_account": round(sum(per_account) / len(per_account), 1),
         "hours": hours,
         "repeat": repeat,
-        "rebuild_scope": scopes[0],
-        "rebuild_s": _median([r.run.wall_s for r in main_rebuilds]),
+        "rebuild_s": _median([r.run.wall_s for r in rebuilds]),
         "steady_hour_s": steady_s,
         "steady_hour_s_24h": steady_small_s,
         "steady_ratio": round(steady_s / steady_small_s, 3),
@@ -871,13 +922,13 @@ def run_bench(
         "fanout_slowest_s": fan["fanout_slowest_s"],
         "fanout_ratio": fan["fanout_ratio"],
         "query_ms": query_ms,
-        "peak_rss_mb": max(r.peak_rss_mb for r in main_rebuilds),
+        "peak_rss_mb": max(r.peak_rss_mb for r in rebuilds),
         "land_raw_s": round(land_s, 3),
         "rebuild_breakdown": {
-            **breakdown(median_run([r.run for r in main_rebuilds])),
-            "defs_load_s": _median([r.defs_load_s for r in main_rebuilds]),
-            "dagster_rss_mb": max(r.dagster_rss_mb for r in main_rebuilds),
-            "dbt_rss_mb": max(r.dbt_rss_mb for r in main_rebuilds),
+            **breakdown(median_run([r.run for r in rebuilds])),
+            "defs_load_s": _median([r.defs_load_s for r in rebuilds]),
+            "dagster_rss_mb": max(r.dagster_rss_mb for r in rebuilds),
+            "children_rss_mb": max(r.dbt_rss_mb for r in rebuilds),
         },
         "steady_breakdown": breakdown(median_run(steady)),
         "steady_breakdown_24h": breakdown(median_run(steady_small)),
@@ -887,10 +938,6 @@ def run_bench(
         "load_after": load_avg(),
         "home": str(base),
     }
-    if rebuild_scope == "both":
-        other = rebuilds["last-hour"]
-        result["rebuild_last_hour_s"] = _median([r.run.wall_s for r in other])
-        result["rebuild_last_hour_breakdown"] = breakdown(median_run([r.run for r in other]))
     result["targets"] = evaluate_targets(result)
     return result
 
@@ -914,15 +961,6 @@ def run_bench(
 )  # fmt: skip
 @click.option("--query-runs", default=DEFAULT_QUERY_RUNS, show_default=True, type=click.IntRange(1))
 @click.option(
-    "--rebuild-scope",
-    type=click.Choice(["range", "last-hour", "both"]),
-    default="range",
-    show_default=True,
-    help="range: finbot_transform over every hour, as production does. last-hour: the "
-    "same full-refresh dbt build tagged with the last hour only (Dagster books one "
-    "partition): isolates the per-partition event cost. both: measure each.",
-)
-@click.option(
     "--home",
     "home",
     type=click.Path(file_okay=False, path_type=Path),
@@ -938,7 +976,6 @@ def bench(
     hours: int,
     repeat: int,
     query_runs: int,
-    rebuild_scope: str,
     home: Path | None,
     keep: bool,
     as_json: bool,
@@ -959,7 +996,6 @@ def bench(
             hours=hours,
             repeat=repeat,
             query_runs=query_runs,
-            rebuild_scope=rebuild_scope,
             verbose=verbose,
         )
     finally:

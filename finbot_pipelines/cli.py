@@ -9,7 +9,7 @@ import os
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -26,7 +26,7 @@ def _paths(ctx: click.Context) -> HomePaths:
     return paths
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"finbot: {message}", err=True)
     sys.exit(code)
 
@@ -337,6 +337,66 @@ def run(ctx: click.Context, hours: int, last_s: str | None) -> None:
     first = last - timedelta(hours=hours - 1)
     if not _run_pipeline(paths, first, last):
         _fail("the pipeline run failed: see the messages above, or the run in the UI", 1)
+    print_net_worth(paths)
+
+
+def _hour_option(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        hour = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{name} must be an hour like '2026-11-24 13:00' (UTC), got {value!r}")
+    if hour.minute or hour.second or hour.microsecond or hour.tzinfo is not None:
+        _fail(f"{name} must be a whole hour in UTC without a time zone, got {value!r}")
+    return hour
+
+
+@main.command()
+@click.option("--first", "first_s", default=None, help="First hour to rebuild, 'YYYY-MM-DD HH:00'.")
+@click.option("--last", "last_s", default=None, help="Last hour to rebuild, 'YYYY-MM-DD HH:00'.")
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Drop and rebuild every mart from all the raw history (after a change to the models).",
+)
+@click.pass_context
+def rebuild(
+    ctx: click.Context, first_s: str | None, last_s: str | None, full_refresh: bool
+) -> None:
+    """Rebuild and publish the marts from the raw history already stored, fetching nothing.
+
+    Without --first/--last every hour is rebuilt; with them, only those hours (UTC,
+    both inclusive), e.g. after correcting FX rates. One run of the finbot_transform job.
+    """
+    import dagster as dg
+
+    from finbot_pipelines.definitions import build_definitions
+    from finbot_pipelines.defs.automation.jobs import TRANSFORM_JOB
+    from finbot_pipelines.defs.automation.runs import run_job
+    from finbot_pipelines.defs.transform.assets import DBT_STEP
+
+    paths = _paths(ctx)
+    try:
+        load_config(paths.config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    first, last = _hour_option(first_s, "--first"), _hour_option(last_s, "--last")
+    if (first is None) != (last is None):
+        _fail("give both --first and --last, or neither (every hour)")
+    if first is not None and last is not None and last < first:
+        _fail(f"--last ({last_s}) is before --first ({first_s})")
+    if full_refresh and first is not None:
+        _fail("--full-refresh rebuilds every hour: leave out --first and --last")
+    ensure_dagster_home(paths)
+    defs = build_definitions(str(paths.home))
+    config = {"ops": {DBT_STEP: {"config": {"full_refresh": True}}}} if full_refresh else None
+    what = "every hour" if first is None else f"{first:%Y-%m-%d %H:00} .. {last:%Y-%m-%d %H:00} UTC"
+    click.echo(f"rebuild: {what}{' (full refresh)' if full_refresh else ''}", err=True)
+    with dg.DagsterInstance.get() as instance:
+        result = run_job(defs, TRANSFORM_JOB, first, last, instance=instance, run_config=config)
+    if not result.success:
+        _fail("the rebuild failed: see the messages above, or the run in the UI", 1)
     print_net_worth(paths)
 
 

@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from finbot_pipelines.config.loading import load_config
 from finbot_pipelines.config.paths import HomePaths
@@ -26,7 +25,7 @@ from finbot_pipelines.defs.market.assets import build_fx_asset
 from finbot_pipelines.defs.partitions import daily_partitions, hourly_partitions
 from finbot_pipelines.defs.reports.assets import build_report_asset
 from finbot_pipelines.defs.resources import FinbotHome
-from finbot_pipelines.defs.transform.assets import build_dbt_assets
+from finbot_pipelines.defs.transform.assets import FinbotDbtCliResource, build_dbt_assets
 from finbot_pipelines.defs.transform.project import dbt_project
 from finbot_pipelines.defs.transform.publish import build_publish_asset
 
@@ -49,10 +48,10 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
     ingest = build_ingest_assets(cfg, hourly) if cfg else None
     ingest_keys = [ingest_key(a.id) for a in cfg.enabled_linked_accounts()] if cfg else []
     fx = build_fx_asset(daily)
-    dbt = build_dbt_assets(hourly, ingest_keys)
+    dbt = build_dbt_assets(ingest_keys)
     mart_keys = [k for k, g in dbt.group_names_by_key.items() if g == "marts"]
-    publish = build_publish_asset(hourly, mart_keys)
-    report = build_report_asset(hourly)
+    publish = build_publish_asset(mart_keys)
+    report = build_report_asset()
     jobs, schedules = build_jobs(hourly, daily)
 
     assets: list[dg.AssetsDefinition] = [fx, dbt, publish, report]
@@ -69,7 +68,11 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
         loggers={PROGRESS_LOGGER: finbot_progress},
         resources={
             "finbot": FinbotHome(home=str(paths.home)),
-            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+            "dbt": FinbotDbtCliResource(
+                project_dir=str(dbt_project.project_dir),
+                profiles_dir=str(dbt_project.profiles_dir),
+                dbt_executable=DBT_EXECUTABLE,
+            ),
         },
     )
 

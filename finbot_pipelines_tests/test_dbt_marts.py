@@ -2,8 +2,9 @@
 as a subprocess, marts checked against numbers computed independently in Python.
 
 Two warehouses are built from the same raw rows: one with a single full `dbt build`,
-one incrementally, window after window (`--vars min_hour/max_hour`), the way the
-Dagster partitions drive it. Every mart must be identical in both.
+one incrementally, window after window, the way Dagster runs drive it: the window in
+the `finbot_control.build_window` table (what the Dagster asset writes), or, every
+other window, as `--vars min_hour/max_hour`. Every mart must be identical in both.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from finbot_pipelines.warehouse.build_window import clear_build_window, set_build_window
 from finbot_pipelines_tests.dbt_helpers import (
     FX_RATES,
     HOURS,
@@ -117,7 +119,14 @@ def incremental_warehouse(raw_template: Path, tmp_path_factory: pytest.TempPathF
     for i, (lo, hi) in enumerate(INCREMENTAL_WINDOWS):
         # build (models + window-scoped data tests) at the ends, run in between
         command = "build" if i in (0, last) else "run"
-        runner.run(command, dbt_vars={"min_hour": hour_str(lo), "max_hour": hour_str(hi)})
+        if i % 2 == 0:
+            with duckdb.connect(str(warehouse)) as con:
+                set_build_window(con, (HOURS[lo], HOURS[hi]))
+            runner.run(command)
+            with duckdb.connect(str(warehouse)) as con:
+                clear_build_window(con)
+        else:
+            runner.run(command, dbt_vars={"min_hour": hour_str(lo), "max_hour": hour_str(hi)})
     return warehouse
 
 

@@ -229,5 +229,8 @@ def test_fx_landing_requests_a_transform_run_of_the_day(tmp_path: Path) -> None:
         result = sensor.evaluate_tick(ctx)
     assert len(result.run_requests) == 1
     tags = result.run_requests[0].tags
-    assert tags["dagster/asset_partition_range_start"] == f"{yesterday}-00:00"
+    # the transform job is unpartitioned: its hours are in finbot's window tags
+    assert tags["finbot/first_hour"] == f"{yesterday}-00:00"
+    last = datetime.strptime(tags["finbot/last_hour"], "%Y-%m-%d-%H:%M")
+    assert last > datetime.strptime(f"{yesterday}-00:00", "%Y-%m-%d-%H:%M")
     assert sensor.job_name == TRANSFORM_JOB

@@ -178,3 +178,75 @@ def test_the_hourly_run_wrote_each_profiles_report(built_home: BuiltHome) -> Non
         assert (reports / f"{profile}-{built_home.last:%Y-%m-%d}.html").exists()
     res = CliRunner().invoke(main, ["--home", str(built_home.home), "report", "--profile", "bruno"])
     assert res.exit_code == 0 and res.output.strip() == str(reports / "bruno.html")
+
+
+def test_a_run_books_each_model_once_whatever_its_hours(built_home: BuiltHome) -> None:
+    """The 24-hour run materialised each dbt model once, and each ingest asset 24 times.
+
+    dbt models are unpartitioned: Dagster's per-partition bookkeeping of 17 models x
+    every hour was what made a year's rebuild take hours (docs/performance.md).
+    """
+    from finbot_pipelines.defs.automation.jobs import HOURLY_JOB
+
+    paths = HomePaths(built_home.home)
+    with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name=HOURLY_JOB))
+        start = built_home.first.strftime("%Y-%m-%d-%H:%M")
+        (first_run,) = [
+            r for r in runs if r.tags.get("dagster/asset_partition_range_start") == start
+        ]
+        records = instance.get_records_for_run(
+            first_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+    keys = [r.event_log_entry.dagster_event.asset_key for r in records]  # type: ignore[union-attr]
+    per_key: dict[str, int] = {}
+    for key in keys:
+        assert key is not None
+        per_key[key.to_user_string()] = per_key.get(key.to_user_string(), 0) + 1
+    models = {
+        k: n for k, n in per_key.items() if k.startswith(("staging/", "intermediate/", "marts/"))
+    }
+    assert "marts/fct_profile_valuation_hourly" in models
+    assert set(models.values()) == {1}
+    ingest = {k: n for k, n in per_key.items() if k.startswith("ingest/")}
+    accounts = yaml.safe_load(E2E_CONFIG)["linked_accounts"]
+    assert ingest == {f"ingest/{a['id']}": 24 for a in accounts}
+    assert per_key["published_marts"] == 1 and per_key["wealth_report"] == 1
+
+
+def test_rebuild_touches_only_its_window(built_home: BuiltHome) -> None:
+    """`finbot rebuild --first --last` recomputes those hours and no other; without a
+    window it recomputes every hour."""
+    paths = HomePaths(built_home.home)
+    inside = built_home.first + timedelta(hours=10)
+    outside = built_home.first + timedelta(hours=3)
+    table = "marts.fct_profile_valuation_hourly"
+    truth = published(built_home, f"select * from {table} order by all")
+
+    def corrupt() -> None:
+        with duckdb.connect(str(paths.warehouse)) as con:
+            con.execute(
+                f"update {table} set net_worth = -1 where valuation_hour in (?, ?)",
+                [inside, outside],
+            )
+
+    def net_worth_at(hour: datetime) -> set[float]:
+        rows = published(
+            built_home, f"select net_worth from {table} where valuation_hour = '{hour}'"
+        )
+        return set(rows.net_worth.astype(float))
+
+    env = {"FINBOT_HOME": str(built_home.home), "DAGSTER_HOME": str(paths.dagster_home)}
+    corrupt()
+    window = ["--first", f"{inside - timedelta(hours=1):%Y-%m-%d %H:00}"]
+    window += ["--last", f"{inside + timedelta(hours=1):%Y-%m-%d %H:00}"]
+    result = CliRunner().invoke(main, ["rebuild", *window], env=env)
+    assert result.exit_code == 0, result.output
+    assert -1.0 not in net_worth_at(inside)
+    assert net_worth_at(outside) == {-1.0}  # outside the window: left as it was
+
+    result = CliRunner().invoke(main, ["rebuild"], env=env)
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(
+        truth, published(built_home, f"select * from {table} order by all")
+    )

@@ -32,7 +32,7 @@ sub_accounts as (
 
     select * from {{ ref('stg_raw__sub_accounts') }}
     -- only the fetches the window's snapshot can point at (zone-map pruning on history)
-    where fetch_hour between (select min(source_fetch_hour) from snapshot) and {{ window_max_hour() }}
+    where fetch_hour between {{ snapshot_min_source_hour(ref('int_consistent_snapshot')) }} and {{ window_max_hour() }}
 
 ),
 

@@ -27,9 +27,10 @@ def build_jobs(
     transform_job = dg.define_asset_job(
         TRANSFORM_JOB,
         selection=dg.AssetSelection.groups(*TRANSFORM_GROUPS),
-        partitions_def=hourly,
-        description="Rebuild and publish the marts of some hours from the raw history already "
-        "stored (no fetching): after an FX correction or a change to the models.",
+        description="Rebuild and publish the marts from the raw history already stored (no "
+        "fetching): after an FX correction or a change to the models. Every hour by default; "
+        "the run tags finbot/first_hour and finbot/last_hour (YYYY-MM-DD-HH:MM, inclusive) "
+        "limit it to those hours.",
     )
     fx_job = dg.define_asset_job(
         FX_JOB,

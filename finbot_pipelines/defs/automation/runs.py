@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import dagster as dg
 
 from finbot_pipelines.defs.partitions import HOUR_FMT
+from finbot_pipelines.defs.window import window_tags
 
 PROGRESS_LOGGER = "finbot_progress"
 
@@ -122,25 +123,38 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
 def run_job(
     defs: dg.Definitions,
     job_name: str,
-    first: datetime,
-    last: datetime,
+    first: datetime | None,
+    last: datetime | None,
     *,
     instance: dg.DagsterInstance,
     fmt: str = HOUR_FMT,
     progress: bool = True,
     run_config: Mapping[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Execute ``job_name`` over the partitions [first, last] as one run."""
+    """Execute ``job_name`` over [first, last] as one run.
+
+    A partitioned job runs that range of partitions; an unpartitioned one (the
+    transform job) gets the window tags its assets read (`defs.window`), or, with
+    ``first`` and ``last`` None, none: it then rebuilds every hour.
+    """
     for run_id in release_dead_runs(instance):
         print(f"released the pool slots of dead run {run_id}", file=sys.stderr)
     job = defs.resolve_job_def(job_name)
     config: dict[str, Any] = dict(run_config or {})
     if progress:
         config["loggers"] = {PROGRESS_LOGGER: {}}
+    range_tags: dict[str, str] = {}
+    if first is not None and last is not None:
+        if job.partitions_def is not None:
+            range_tags = partition_range_tags(first, last, fmt)
+        else:
+            range_tags = window_tags(first, last)
+    elif job.partitions_def is not None:
+        raise ValueError(f"{job_name} is partitioned: give the first and last partition")
     return job.execute_in_process(
         instance=instance,
         tags={
-            **partition_range_tags(first, last, fmt),
+            **range_tags,
             PID_TAG: str(os.getpid()),
             HOST_TAG: socket.gethostname(),
         },

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from finbot_pipelines.defs.automation.jobs import TRANSFORM_JOB
-from finbot_pipelines.defs.automation.runs import partition_range_tags
 from finbot_pipelines.defs.market.assets import FX_RATES_KEY
+from finbot_pipelines.defs.window import window_tags
 
 #: How far back an FX publication may reach when rebuilding hours.
 MAX_REBUILD = timedelta(days=7)
@@ -54,7 +54,7 @@ def build_fx_rebuild_sensor(history_start: datetime, fx_source: str) -> dg.Senso
         first, last = window
         return dg.RunRequest(
             run_key=f"fx-{partition}-{asset_event.run_id}-{asset_event.timestamp}",
-            tags=partition_range_tags(first, last),
+            tags=window_tags(first, last),
         )
 
     return fx_rates_rebuild_sensor

@@ -150,12 +150,18 @@ def ingest_hours(
     cfg: FinbotConfig,
     accounts: Sequence[LinkedAccount],
     hours: Sequence[datetime],
+    latest: dict[str, tuple[str, str | None]] | None = None,
 ) -> dict[str, Counter[str]]:
-    """Fetch and land every (hour, account); return per-account outcome counters."""
+    """Fetch and land every (hour, account); return per-account outcome counters.
+
+    ``latest``, when given, receives each fetched account's (status, error code) at
+    the newest hour, as landed in raw.fetches.
+    """
     creds = _Credentials(finbot)
     policy = _policy(cfg)
     stats: dict[str, Counter[str]] = {a.id: Counter() for a in accounts}
     last_error: dict[str, str] = {}
+    newest = max(hours) if hours else None
     with finbot.warehouse() as con:
         replace_profiles(con, [(p.id, p.name, p.valuation_ccy) for p in cfg.profiles])
         for start in range(0, len(hours), CHUNK_HOURS):
@@ -187,6 +193,8 @@ def ingest_hours(
                     task_accounts.append(a)
             for a, outcome in zip(task_accounts, run_fetches(tasks, policy), strict=True):
                 fetch, subs, items = outcome_rows(a, outcome)
+                if latest is not None and fetch.fetch_hour == newest:
+                    latest[a.id] = (fetch.status, fetch.error_code)
                 batch.fetches.append(fetch)
                 batch.sub_accounts.extend(subs)
                 batch.items.extend(items)
@@ -263,7 +271,8 @@ def build_ingest_assets(
         window = context.partition_time_window
         hours = _hours(naive_utc(window.start), naive_utc(window.end))
         refuse_past_hours(selected, hours, datetime.now(UTC).replace(tzinfo=None))
-        stats = ingest_hours(context, finbot, cfg_now, selected, hours)
+        latest: dict[str, tuple[str, str | None]] = {}
+        stats = ingest_hours(context, finbot, cfg_now, selected, hours, latest)
         newest = hours[-1] if hours else None
         for a in selected:
             s = stats[a.id]
@@ -279,13 +288,6 @@ def build_ingest_assets(
                 },
             )
         if newest is not None:
-            with finbot.warehouse() as con:
-                rows = con.execute(
-                    "select linked_account_id, status, error_code from raw.fetches "
-                    "where fetch_hour = ?",
-                    [newest],
-                ).fetchall()
-            latest = {r[0]: (r[1], r[2]) for r in rows}
             for a in selected:
                 status, code = latest.get(a.id, ("frozen" if a.frozen else "missing", None))
                 yield dg.AssetCheckResult(

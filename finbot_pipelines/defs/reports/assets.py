@@ -13,17 +13,15 @@ REPORT_KEY = dg.AssetKey(["wealth_report"])
 KEEP_DAILY_REPORTS_DAYS = 90
 
 
-def build_report_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_report_asset() -> dg.AssetsDefinition:
     """`wealth_report`: reads the published marts (never the warehouse), so it needs no
-    pool slot; a backfill renders once, from the latest published hour."""
+    pool slot; a run over many hours renders once, from the latest published hour."""
 
     @dg.asset(
         key=REPORT_KEY,
         deps=[PUBLISHED_KEY],
         group_name="reports",
         kinds={"html", "plotly"},
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         freshness_policy=HOURLY_FRESHNESS,
         description=(
             "One self-contained HTML wealth report per profile (plotly.js inlined, works "

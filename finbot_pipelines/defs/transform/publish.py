@@ -11,16 +11,12 @@ from finbot_pipelines.warehouse.publish import publish_marts
 PUBLISHED_KEY = dg.AssetKey(["published_marts"])
 
 
-def build_publish_asset(
-    partitions: dg.PartitionsDefinition, mart_keys: Sequence[dg.AssetKey]
-) -> dg.AssetsDefinition:
+def build_publish_asset(mart_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
     @dg.asset(
         key=PUBLISHED_KEY,
         deps=list(mart_keys),
         group_name="marts",
         kinds={"duckdb"},
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
         freshness_policy=HOURLY_FRESHNESS,
         description=(
