@@ -148,7 +148,15 @@ class Snapshot:
     sub_accounts: tuple[SubAccount, ...]
 
     def validate(self) -> None:
-        """Raise :class:`ProviderPayloadError` on the first inconsistency found."""
+        """Raise :class:`ProviderPayloadError` on the first inconsistency found.
+
+        A snapshot without any sub-account is refused: every provider reports at
+        least one (an exchange account holding nothing is one sub-account without
+        items), so an empty answer is a failed fetch, never a success worth 0."""
+        if not self.sub_accounts:
+            raise ProviderPayloadError(
+                "the answer holds no sub-account: an empty answer is not a snapshot"
+            )
         seen_ids: set[str] = set()
         for sa in self.sub_accounts:
             where = f"sub-account {sa.id!r}"

@@ -12,7 +12,8 @@ Error mapping
 - Playwright ``TimeoutError`` (a navigation or a wait ran out of time while the
   page was still loading something) -> :class:`FetchTimeout`.
 - ``net::ERR_CONNECTION_REFUSED`` and the other network-level failures, HTTP
-  5xx on a page, a crashed browser -> :class:`TransientError`.
+  5xx on a page, a crashed browser -> :class:`TransientError`; HTTP 429 on a
+  page -> :class:`RateLimited`. Both carry the page's ``Retry-After``, if any.
 - An element the scraper needs is absent although the page has finished
   loading (no request in flight) -> :class:`ProviderPayloadError` saying the
   page layout changed and naming the element: never a guessed value.
@@ -48,6 +49,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,6 +63,7 @@ from finbot_pipelines.providers.base import (
     FetchTimeout,
     ProviderError,
     ProviderPayloadError,
+    RateLimited,
     TransientError,
 )
 
@@ -180,6 +183,23 @@ def _with_suffix(exc: ProviderError, suffix: str) -> None:
     exc.args = (f"{msg}{suffix}",)
 
 
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds asked by a ``Retry-After`` header (delta-seconds or an HTTP date), if usable."""
+    if not value or not value.strip():
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
 def map_playwright_error(
     exc: PlaywrightError, prefix: str, step: str, timeout_s: float, sensitive: bool = False
 ) -> ProviderError:
@@ -269,14 +289,20 @@ class PortalSession:
         )
 
     def goto(self, url: str, what: str) -> Response | None:
-        """Open ``url``: HTTP 5xx -> TransientError, other 4xx -> page layout/address changed."""
+        """Open ``url``: HTTP 429 -> RateLimited, 5xx -> TransientError (both with the
+        page's Retry-After), other 4xx -> page layout/address changed."""
         with self.step(f"opening {what}"):
             response = self.page.goto(url, wait_until="load")
         if response is not None:
             status = response.status
             path = urlsplit(url).path
             if status >= 500 or status == 429:
-                raise TransientError(f"{self.prefix}: {what} answered HTTP {status} ({path})")
+                with self.step(f"reading the answer to {what}"):
+                    retry_after = retry_after_s(response.header_value("retry-after"))
+                message = f"{self.prefix}: {what} answered HTTP {status} ({path})"
+                if status == 429:
+                    raise RateLimited(message, retry_after=retry_after)
+                raise TransientError(message, retry_after=retry_after)
             if status >= 400:
                 raise ProviderPayloadError(
                     f"{self.prefix}: {what} answered HTTP {status} ({path}): the portal address "

@@ -22,8 +22,10 @@ Options (all optional):
     (hours since the epoch) where ``(h - offset_hours) % every_hours < for_hours``.
 ``fail_kind``
     how failing hours fail: ``transient`` (default), ``authentication_failure``,
-    ``provider_error``, ``rate_limited``, or ``timeout`` (sleeps ``sleep_s``
-    seconds, default 5, then answers normally, for the ingest's timeout to catch).
+    ``provider_error``, ``rate_limited``, ``timeout`` (sleeps ``sleep_s``
+    seconds, default 5, then answers normally, for the ingest's timeout to catch),
+    or, like a broken API, answers what the ingest must refuse: ``empty`` (a
+    snapshot without sub-accounts) or ``malformed`` (an asset valued NaN).
 ``flaky_attempts``
     int, default 0: the first N calls for a given (account, hour) in this process
     raise :class:`TransientError`, the next succeeds. The only state in this
@@ -63,7 +65,15 @@ from finbot_pipelines.providers.base import (
 SUB_ACCOUNT_KINDS = ("cash", "stocks", "pension", "crypto", "property", "mortgage", "credit_card")
 #: What an account without a `sub_accounts` option holds (the home is opt-in).
 DEFAULT_SUB_ACCOUNT_KINDS = tuple(k for k in SUB_ACCOUNT_KINDS if k != "property")
-FAIL_KINDS = ("transient", "authentication_failure", "provider_error", "timeout", "rate_limited")
+FAIL_KINDS = (
+    "transient",
+    "authentication_failure",
+    "provider_error",
+    "timeout",
+    "rate_limited",
+    "empty",
+    "malformed",
+)
 OPTION_KEYS = (
     "sub_accounts",
     "scale",
@@ -510,6 +520,11 @@ class DummyProvider:
                     f"dummy: simulated rate limit at {label}",
                     retry_after=RATE_LIMIT_RETRY_AFTER_S,
                 )
+            elif kind == "empty":
+                return Snapshot(())  # not validated here: the ingest must refuse it
+            elif kind == "malformed":
+                broken = Item("Cash", "asset", "cash", "cash", math.nan)
+                return Snapshot((SubAccount("broken", "Broken", "GBP", "depository", (broken,)),))
             else:
                 raise TransientError(f"dummy: simulated transient failure at {label}")
         flaky = int(options.get("flaky_attempts", 0))

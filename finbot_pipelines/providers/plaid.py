@@ -80,8 +80,9 @@ account); HTTP 429 / RATE_LIMIT_EXCEEDED -> :class:`RateLimited` (with the
 PLANNED_MAINTENANCE, PRODUCT_NOT_READY, connection errors ->
 :class:`TransientError`; timeouts -> :class:`FetchTimeout`; an answer the SDK
 cannot deserialise or that lacks a needed value -> :class:`ProviderPayloadError`
-naming the field. PRODUCTS_NOT_SUPPORTED, NO_INVESTMENT_ACCOUNTS,
-NO_LIABILITY_ACCOUNTS (and the like) on the optional products skip that product.
+naming the field, and so is a balance answer listing no account (never a 0).
+PRODUCTS_NOT_SUPPORTED, NO_INVESTMENT_ACCOUNTS, NO_LIABILITY_ACCOUNTS (and the
+like) on the optional products skip that product.
 """
 
 from __future__ import annotations
@@ -750,6 +751,13 @@ class PlaidProvider:
             timeout_s,
             secrets,
         ).to_dict()
+        if not balance.get("accounts"):
+            # Plaid answers NO_ACCOUNTS for an Item without accounts: an empty list is a
+            # broken answer, never a balance of 0.
+            raise ProviderPayloadError(
+                "Plaid /accounts/balance/get: the answer lists no account (an Item has at "
+                "least one)"
+            )
         investments: dict[str, Any] | None = None
         if "investments" in products:
             try:

@@ -23,7 +23,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +73,9 @@ class BinanceState:
     failures: list[Failure] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: called with the path of every request as it arrives, before it is answered
+    #: (fault tests switch the fake to a failure mode from here; it may block)
+    on_request: Callable[[str], None] | None = None
 
 
 def ticker_24hr(template: dict[str, Any], symbol: str, last: str) -> dict[str, Any]:
@@ -110,6 +113,9 @@ class _Handler(BaseHTTPRequestHandler):
         st = self.server.state
         with st.lock:
             st.requests.append(f"GET {url.path}")
+        if st.on_request is not None:
+            st.on_request(url.path)
+        with st.lock:
             injected = next((f for f in st.failures if url.path.startswith(f.path_prefix)), None)
             if injected is not None:
                 st.failures.remove(injected)
@@ -265,6 +271,13 @@ class BinanceFake:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def refuse_connections(self) -> None:
+        """Stop listening: later connections are refused; requests already accepted are answered.
+
+        Safe to call from ``state.on_request`` (a request thread); ``stop`` still cleans up."""
+        self._server.shutdown()
+        self._server.socket.close()
 
     @classmethod
     def state_from_examples(cls, shared_data: Path) -> BinanceState:

@@ -23,7 +23,7 @@ import json
 import secrets as _secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,6 +133,9 @@ class FakePlaid:
         )
         #: seconds every answer waits (to provoke client timeouts)
         self.delay_s = delay_s
+        #: called with the path of every request as it arrives, before it is answered
+        #: (fault tests switch the fake to a failure mode from here; it may block)
+        self.on_request: Callable[[str], None] | None = None
         self.requests: list[RecordedRequest] = []
         self.access_tokens: set[str] = {access_token}
         self.public_tokens: set[str] = set()
@@ -171,6 +174,14 @@ class FakePlaid:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def refuse_connections(self) -> None:
+        """Stop listening: later connections are refused; requests already accepted are answered.
+
+        Safe to call from ``on_request`` (a request thread); ``stop`` still cleans up."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.socket.close()
 
     @property
     def url(self) -> str:
@@ -266,6 +277,9 @@ class FakePlaid:
             body = None
         with self._lock:
             self.requests.append(RecordedRequest(path, headers, body, raw))
+        hook = self.on_request
+        if hook is not None:
+            hook(path)
         if self.delay_s > 0:
             time.sleep(self.delay_s)
         if path not in ENDPOINTS:

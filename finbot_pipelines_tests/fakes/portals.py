@@ -126,6 +126,11 @@ class FakePortals:
         self.changed_layout: set[str] = set()
         self.slow_paths: dict[str, float] = {}  # path substring -> seconds to wait
         self.maintenance = False
+        #: when set, every request is answered with this HTTP status (and ``error_headers``)
+        self.error_status: int | None = None
+        self.error_headers: dict[str, str] = {}
+        #: every request as it arrived: (time.monotonic(), method, path)
+        self.requests: list[tuple[float, str, str]] = []
         self.sessions: dict[str, _Session] = {}
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -188,6 +193,9 @@ class FakePortals:
             self.changed_layout.clear()
             self.slow_paths.clear()
             self.maintenance = False
+            self.error_status = None
+            self.error_headers = {}
+            self.requests.clear()
             self.sessions.clear()
 
     def new_keypad(self) -> list[str]:
@@ -288,10 +296,25 @@ class _Handler(BaseHTTPRequestHandler):
             if fragment in path:
                 time.sleep(seconds)
 
+    def _arrived(self, method: str, path: str) -> bool:
+        """Log the request; answer it with ``error_status`` when set (then return True)."""
+        with self.portals.lock:
+            self.portals.requests.append((time.monotonic(), method, path))
+            status, headers = self.portals.error_status, dict(self.portals.error_headers)
+        if status is None:
+            return False
+        if method == "POST":
+            self._body()
+        page = f"<html><body><h1>{status} {_esc(HTTPStatus(status).phrase)}</h1></body></html>"
+        self._send(status, page, headers=headers)
+        return True
+
     # -- dispatch
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
+        if self._arrived("GET", path):
+            return
         self._maybe_slow(path)
         if path.startswith("/static/"):
             return self._static(path)
@@ -304,6 +327,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
+        if self._arrived("POST", path):
+            return
         self._maybe_slow(path)
         if path == "/targetplanUI/login":
             return self._aegon_login()

@@ -32,7 +32,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -172,6 +172,9 @@ class FakeSheetsServer:
         self.service_accounts: dict[str, rsa.RSAPublicKey] = {}
         self.tokens: dict[str, str] = {}  # access token -> client_email
         self.requests: list[LoggedRequest] = []
+        #: called with the path of every request as it arrives, before it is answered
+        #: (fault tests switch the fake to a failure mode from here; it may block)
+        self.on_request: Callable[[str], None] | None = None
         self._failures: list[Failure] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -248,6 +251,14 @@ class FakeSheetsServer:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(5)
+
+    def refuse_connections(self) -> None:
+        """Stop listening: later connections are refused; requests already accepted are answered.
+
+        Safe to call from ``on_request`` (a request thread); ``stop`` still cleans up."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.socket.close()
 
     def __enter__(self) -> FakeSheetsServer:
         return self.start()
@@ -441,6 +452,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         self.fake.requests.append(LoggedRequest(method, parts.path, query))
+        hook = self.fake.on_request
+        if hook is not None:
+            hook(parts.path)
         failure = self.fake._take_failure(parts.path)
         if failure is not None and failure.delay_s:
             time.sleep(failure.delay_s)
