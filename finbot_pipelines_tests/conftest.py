@@ -113,3 +113,19 @@ def built_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltHome]:
         run = run_job(defs, HOURLY_JOB, FIRST_HOUR, last, instance=instance)
     yield BuiltHome(home, FIRST_HOUR, last, fx.success, run.success)
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_defs_state_storage() -> None:
+    """Forget the defs-state storage a closed Dagster instance left behind.
+
+    `with DagsterInstance...:` sets a context variable to the instance's defs-state
+    storage on enter, and (dagster 1.13) never resets it on exit. A later
+    `build_definitions` outside any instance then reaches the storage of an
+    instance already garbage-collected ("Attempted to resolve undefined
+    DagsterInstance weakref"), depending on test order and on the GC. A process
+    running one command (the CLI, a run worker) never meets this.
+    """
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)

@@ -117,4 +117,6 @@ joined as (
 
 )
 
+-- in hour order: readers' Parquet files and windowed scans prune by hour (zone maps)
 select * from joined
+order by valuation_hour

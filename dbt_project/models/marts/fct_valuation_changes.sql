@@ -175,4 +175,6 @@ final as (
 
 )
 
+-- in hour order: readers' Parquet files and windowed scans prune by hour (zone maps)
 select * from final
+order by valuation_hour
