@@ -24,7 +24,13 @@ from finbot_pipelines.providers.base import (
     SubAccount,
     TransientError,
 )
-from finbot_pipelines.providers.fetching import FetchTask, RetryPolicy, run_fetches, run_one
+from finbot_pipelines.providers.fetching import (
+    FetchTask,
+    RetryPolicy,
+    iter_fetches,
+    run_fetches,
+    run_one,
+)
 
 HOUR = datetime(2026, 3, 2, 9)
 SNAP = Snapshot(
@@ -162,6 +168,21 @@ def test_fetches_run_in_parallel_and_keep_order() -> None:
     assert [o.task.linked_account_id for o in outs] == ["a0", "a1", "a2", "a3"]
     assert all(o.ok for o in outs)
     assert elapsed < 4 * 0.3  # not one after the other
+
+
+def test_outcomes_stream_as_each_fetch_finishes() -> None:
+    """The fast accounts are handed over (to be landed and recorded) before the slow one
+    answers, so their bookkeeping overlaps the wait."""
+    tasks = [task(ScriptedProvider([0.6]), account="slow")]
+    tasks += [task(ScriptedProvider([0.05]), account=f"fast{i}") for i in range(3)]
+    t0 = time.monotonic()
+    seen = [
+        (tasks[i].linked_account_id, time.monotonic() - t0)
+        for i, _ in iter_fetches(tasks, RetryPolicy(timeout_s=5, max_workers=4))
+    ]
+    assert [name for name, _ in seen][-1] == "slow"
+    assert {name for name, _ in seen[:3]} == {"fast0", "fast1", "fast2"}
+    assert all(at < 0.6 for _, at in seen[:3])  # before the slow one could answer
 
 
 def test_one_failure_does_not_stop_the_others() -> None:

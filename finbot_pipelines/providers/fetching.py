@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -153,8 +153,23 @@ def run_fetches(
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[FetchOutcome]:
     """Fetch every task in parallel (up to ``policy.max_workers``); outcomes keep task order."""
+    outcomes: list[FetchOutcome | None] = [None] * len(tasks)
+    for index, outcome in iter_fetches(tasks, policy, sleep):
+        outcomes[index] = outcome
+    return [o for o in outcomes if o is not None]
+
+
+def iter_fetches(
+    tasks: Sequence[FetchTask],
+    policy: RetryPolicy,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[tuple[int, FetchOutcome]]:
+    """Fetch every task in parallel; yield (task index, outcome) as each one finishes,
+    so the caller can land an account while slower ones are still answering."""
     if not tasks:
-        return []
+        return
     workers = max(1, min(policy.max_workers, len(tasks)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="finbot-ingest") as pool:
-        return list(pool.map(lambda t: run_one(t, policy, sleep), tasks))
+        futures = {pool.submit(run_one, t, policy, sleep): i for i, t in enumerate(tasks)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()

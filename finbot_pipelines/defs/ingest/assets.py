@@ -8,7 +8,7 @@ Writers of the warehouse are serialised by the `finbot_warehouse` pool.
 """
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
 from finbot_pipelines.config.vault import Vault
 from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS, naive_utc
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
-from finbot_pipelines.providers.fetching import FetchOutcome, FetchTask, RetryPolicy, run_fetches
+from finbot_pipelines.providers.fetching import FetchOutcome, FetchTask, RetryPolicy, iter_fetches
 from finbot_pipelines.providers.registry import get_provider
 from finbot_pipelines.warehouse.raw import (
     AccountHourRow,
@@ -144,33 +144,42 @@ def _policy(cfg: FinbotConfig) -> RetryPolicy:
     )
 
 
-def ingest_hours(
+def iter_ingest_hours(
     context: dg.AssetExecutionContext,
     finbot: FinbotHome,
     cfg: FinbotConfig,
     accounts: Sequence[LinkedAccount],
     hours: Sequence[datetime],
-    latest: dict[str, tuple[str, str | None]] | None = None,
-) -> dict[str, Counter[str]]:
-    """Fetch and land every (hour, account); return per-account outcome counters.
+    stats: dict[str, Counter[str]],
+    latest: dict[str, tuple[str, str | None]],
+) -> Iterator[str]:
+    """Fetch and land every (hour, account); yield each account id once all its hours
+    are landed, as soon as they are.
 
-    ``latest``, when given, receives each fetched account's (status, error code) at
-    the newest hour, as landed in raw.fetches.
+    Hours go in chunks of CHUNK_HOURS, each chunk's fetches in parallel. Earlier chunks
+    land in one transaction each; in the last chunk each account lands (its own
+    transaction) as soon as its last fetch answers, so an account's materialisation is
+    recorded while slower accounts are still answering: N accounts cost about the
+    slowest one, Dagster's bookkeeping included. ``stats`` receives per-account outcome
+    counters; ``latest`` each fetched account's (status, error code) at the newest hour.
     """
     creds = _Credentials(finbot)
     policy = _policy(cfg)
-    stats: dict[str, Counter[str]] = {a.id: Counter() for a in accounts}
+    for a in accounts:
+        stats.setdefault(a.id, Counter())
     last_error: dict[str, str] = {}
     newest = max(hours) if hours else None
     with finbot.warehouse() as con:
         replace_profiles(con, [(p.id, p.name, p.valuation_ccy) for p in cfg.profiles])
         for start in range(0, len(hours), CHUNK_HOURS):
             chunk = hours[start : start + CHUNK_HOURS]
-            batch = HourBatch(keys=[], account_hours=[], fetches=[], sub_accounts=[], items=[])
+            final = start + CHUNK_HOURS >= len(hours)
+            batches = {a.id: _empty_batch() for a in accounts}
             tasks: list[FetchTask] = []
             task_accounts: list[LinkedAccount] = []
             for hour in chunk:
                 for a in accounts:
+                    batch = batches[a.id]
                     batch.keys.append((hour, a.id))
                     batch.account_hours.append(
                         AccountHourRow(
@@ -191,20 +200,34 @@ def ingest_hours(
                         )
                     )
                     task_accounts.append(a)
-            for a, outcome in zip(task_accounts, run_fetches(tasks, policy), strict=True):
+            pending = Counter(a.id for a in task_accounts)
+            failures = 0
+            if final:  # accounts with nothing to fetch (frozen) are complete already
+                for a in accounts:
+                    if not pending[a.id]:
+                        write_hour_batch(con, batches.pop(a.id))
+                        yield a.id
+            for index, outcome in iter_fetches(tasks, policy):
+                a = task_accounts[index]
                 fetch, subs, items = outcome_rows(a, outcome)
-                if latest is not None and fetch.fetch_hour == newest:
+                if fetch.fetch_hour == newest:
                     latest[a.id] = (fetch.status, fetch.error_code)
+                batch = batches[a.id]
                 batch.fetches.append(fetch)
                 batch.sub_accounts.extend(subs)
                 batch.items.extend(items)
                 stats[a.id]["success" if outcome.ok else "failure"] += 1
                 stats[a.id]["retries"] += outcome.attempts - 1
                 if not outcome.ok:
+                    failures += 1
                     last_error[a.id] = f"{outcome.error_code}: {outcome.error_message}"
-            write_hour_batch(con, batch)
+                pending[a.id] -= 1
+                if final and not pending[a.id]:
+                    write_hour_batch(con, batches.pop(a.id))
+                    yield a.id
+            if batches:
+                write_hour_batch(con, _merge(batches.values()))
             done = min(start + CHUNK_HOURS, len(hours))
-            failures = sum(1 for t in batch.fetches if t.status == "failure")
             context.log.info(
                 f"progress: {done}/{len(hours)} hours landed "
                 f"(up to {chunk[-1]:%Y-%m-%d %H:00} UTC; {len(accounts)} accounts; "
@@ -212,7 +235,73 @@ def ingest_hours(
             )
     for account_id, err in last_error.items():
         context.log.warning(f"linked account '{account_id}': last failure {err}")
+
+
+def _empty_batch() -> HourBatch:
+    return HourBatch(keys=[], account_hours=[], fetches=[], sub_accounts=[], items=[])
+
+
+def _merge(batches: Iterable[HourBatch]) -> HourBatch:
+    merged = _empty_batch()
+    for b in batches:
+        merged.keys.extend(b.keys)
+        merged.account_hours.extend(b.account_hours)
+        merged.fetches.extend(b.fetches)
+        merged.sub_accounts.extend(b.sub_accounts)
+        merged.items.extend(b.items)
+    return merged
+
+
+def ingest_hours(
+    context: dg.AssetExecutionContext,
+    finbot: FinbotHome,
+    cfg: FinbotConfig,
+    accounts: Sequence[LinkedAccount],
+    hours: Sequence[datetime],
+    latest: dict[str, tuple[str, str | None]] | None = None,
+) -> dict[str, Counter[str]]:
+    """Fetch and land every (hour, account); return per-account outcome counters."""
+    stats: dict[str, Counter[str]] = {}
+    for _ in iter_ingest_hours(
+        context, finbot, cfg, accounts, hours, stats, {} if latest is None else latest
+    ):
+        pass
     return stats
+
+
+def account_results(
+    a: LinkedAccount,
+    hours: int,
+    s: Counter[str],
+    newest: datetime | None,
+    latest: Mapping[str, tuple[str, str | None]],
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The materialisation of one linked account's asset, and its latest-fetch check."""
+    yield dg.MaterializeResult(
+        asset_key=ingest_key(a.id),
+        metadata={
+            "hours": hours,
+            "successes": s["success"],
+            "failures": s["failure"],
+            "retries": s["retries"],
+            "frozen_hours": s["frozen"],
+            "provider": a.provider,
+        },
+    )
+    if newest is None:
+        return
+    status, code = latest.get(a.id, ("frozen" if a.frozen else "missing", None))
+    yield dg.AssetCheckResult(
+        asset_key=ingest_key(a.id),
+        check_name="latest_fetch_succeeded",
+        passed=status in ("success", "frozen"),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "hour": f"{newest:%Y-%m-%d %H:00}",
+            "status": status,
+            "error_code": code or "",
+        },
+    )
 
 
 def build_ingest_assets(
@@ -272,34 +361,14 @@ def build_ingest_assets(
         hours = _hours(naive_utc(window.start), naive_utc(window.end))
         refuse_past_hours(selected, hours, datetime.now(UTC).replace(tzinfo=None))
         latest: dict[str, tuple[str, str | None]] = {}
-        stats = ingest_hours(context, finbot, cfg_now, selected, hours, latest)
+        stats: dict[str, Counter[str]] = {}
         newest = hours[-1] if hours else None
-        for a in selected:
-            s = stats[a.id]
-            yield dg.MaterializeResult(
-                asset_key=ingest_key(a.id),
-                metadata={
-                    "hours": len(hours),
-                    "successes": s["success"],
-                    "failures": s["failure"],
-                    "retries": s["retries"],
-                    "frozen_hours": s["frozen"],
-                    "provider": a.provider,
-                },
-            )
-        if newest is not None:
-            for a in selected:
-                status, code = latest.get(a.id, ("frozen" if a.frozen else "missing", None))
-                yield dg.AssetCheckResult(
-                    asset_key=ingest_key(a.id),
-                    check_name="latest_fetch_succeeded",
-                    passed=status in ("success", "frozen"),
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={
-                        "hour": f"{newest:%Y-%m-%d %H:00}",
-                        "status": status,
-                        "error_code": code or "",
-                    },
-                )
+        by_account = {a.id: a for a in selected}
+        # each account's materialisation and check as soon as its hours are landed
+        for account_id in iter_ingest_hours(
+            context, finbot, cfg_now, selected, hours, stats, latest
+        ):
+            a = by_account[account_id]
+            yield from account_results(a, len(hours), stats[a.id], newest, latest)
 
     return ingest_linked_accounts
