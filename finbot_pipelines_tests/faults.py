@@ -119,6 +119,19 @@ class FaultSwitch:
         with self._lock:
             return [t for t, p in self.log[self.healthy :] if path is None or p == path]
 
+    def fault_hour_paths(self) -> tuple[str, ...]:
+        """The paths requested after the healthy ones, in order."""
+        with self._lock:
+            return tuple(p for _, p in self.log[self.healthy :])
+
+
+def stop_fakes(switches: Mapping[str, FaultSwitch], fakes: Mapping[str, Any]) -> None:
+    """Let held requests go, then stop every fake (the end of a module's fixture)."""
+    for switch in switches.values():
+        switch.release()
+    for fake in fakes.values():
+        fake.stop()
+
 
 def assert_retry_after_honoured(arrivals: Sequence[float], retry_after_s: float) -> None:
     """Consecutive attempts came at least ``retry_after_s`` apart (backoff alone is far shorter)."""
@@ -410,6 +423,17 @@ def assert_profile(
     )
     assert p["stale_accounts"] == stale_accounts, p
     assert float(p["net_worth"]) == pytest.approx(net_worth, rel=rel), p
+
+
+def assert_counted_once_at_both_hours(
+    run: FaultRun, profile: str, faults: int, value: float
+) -> None:
+    """One healthy account and ``faults`` failing ones, each worth ``value``: every account
+    counts once at both hours (a failing one with its first-hour value), the failing
+    ones stale at the fault hour."""
+    net_worth = (1 + faults) * value
+    assert_profile(run, profile, run.before, stale_accounts=0, net_worth=net_worth)
+    assert_profile(run, profile, run.hour, stale_accounts=faults, net_worth=net_worth)
 
 
 def assert_no_duplicates(run: FaultRun) -> None:

@@ -21,15 +21,16 @@ from finbot_pipelines_tests.fakes.plaid_server import BALANCE, HOLDINGS, LIABILI
 from finbot_pipelines_tests.faults import (
     FaultRun,
     FaultSwitch,
+    assert_counted_once_at_both_hours,
     assert_fresh,
     assert_no_duplicates,
-    assert_profile,
     assert_retry_after_honoured,
     assert_stale,
     config_header,
     fault_hours,
     linked_account,
     run_hours,
+    stop_fakes,
 )
 
 PROFILE = "alice"
@@ -134,10 +135,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         home = tmp_path_factory.mktemp("faults-api") / "home"
         yield World(run_hours(home, config, secrets, fault_hours()), switches)
     finally:
-        for switch in switches.values():
-            switch.release()
-        for fake in fakes.values():
-            fake.stop()
+        stop_fakes(switches, fakes)
 
 
 def test_the_run_completes_and_the_healthy_account_is_fresh(world: World) -> None:
@@ -176,17 +174,7 @@ def test_the_429_retry_after_was_honoured(world: World) -> None:
 
 
 def test_every_account_counts_once_and_failures_are_stale(world: World) -> None:
-    accounts = 1 + len(FAULTS)
-    assert_profile(
-        world.run, PROFILE, world.run.before, stale_accounts=0, net_worth=accounts * VALUE_USD
-    )
-    assert_profile(
-        world.run,
-        PROFILE,
-        world.run.hour,
-        stale_accounts=len(FAULTS),
-        net_worth=accounts * VALUE_USD,
-    )
+    assert_counted_once_at_both_hours(world.run, PROFILE, len(FAULTS), VALUE_USD)
 
 
 def test_nothing_is_duplicated(world: World) -> None:

@@ -23,15 +23,16 @@ from finbot_pipelines_tests.fakes import binance_server as bn
 from finbot_pipelines_tests.faults import (
     FaultRun,
     FaultSwitch,
+    assert_counted_once_at_both_hours,
     assert_fresh,
     assert_no_duplicates,
-    assert_profile,
     assert_retry_after_honoured,
     assert_stale,
     config_header,
     fault_hours,
     linked_account,
     run_hours,
+    stop_fakes,
 )
 
 PROFILE = "bruno"
@@ -148,14 +149,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         home = tmp_path_factory.mktemp("faults-exchange") / "home"
         yield World(run_hours(home, config, secrets, fault_hours()), switches)
     finally:
-        for switch in switches.values():
-            switch.release()
-        for fake in fakes.values():
-            fake.stop()
-
-
-def paths(switch: FaultSwitch) -> tuple[str, ...]:
-    return tuple(p for _, p in switch.log[switch.healthy :])
+        stop_fakes(switches, fakes)
 
 
 def test_the_run_completes_and_the_healthy_account_is_fresh(world: World) -> None:
@@ -163,7 +157,7 @@ def test_the_run_completes_and_the_healthy_account_is_fresh(world: World) -> Non
     assert_fresh(world.run, HEALTHY, VALUE_EUR)
     switch = world.switches[HEALTHY]
     assert switch.first_hour_paths() == [MARKETS, ACCOUNT, TICKERS]
-    assert paths(switch) == (MARKETS, ACCOUNT, TICKERS)
+    assert switch.fault_hour_paths() == (MARKETS, ACCOUNT, TICKERS)
 
 
 @pytest.mark.parametrize("account", list(FAULTS))
@@ -180,7 +174,7 @@ def test_a_failing_account_is_stale_with_its_error_code(world: World, account: s
         value=VALUE_EUR,
     )
     # transient faults were retried (each attempt failed on its first request), others not
-    assert paths(switch) == fault.requests
+    assert switch.fault_hour_paths() == fault.requests
 
 
 def test_the_429_retry_after_was_honoured(world: World) -> None:
@@ -190,17 +184,7 @@ def test_the_429_retry_after_was_honoured(world: World) -> None:
 
 
 def test_every_account_counts_once_and_failures_are_stale(world: World) -> None:
-    accounts = 1 + len(FAULTS)
-    assert_profile(
-        world.run, PROFILE, world.run.before, stale_accounts=0, net_worth=accounts * VALUE_EUR
-    )
-    assert_profile(
-        world.run,
-        PROFILE,
-        world.run.hour,
-        stale_accounts=len(FAULTS),
-        net_worth=accounts * VALUE_EUR,
-    )
+    assert_counted_once_at_both_hours(world.run, PROFILE, len(FAULTS), VALUE_EUR)
 
 
 def test_nothing_is_duplicated(world: World) -> None:

@@ -27,15 +27,16 @@ from finbot_pipelines_tests.fakes.sheets_server import (
 from finbot_pipelines_tests.faults import (
     FaultRun,
     FaultSwitch,
+    assert_counted_once_at_both_hours,
     assert_fresh,
     assert_no_duplicates,
-    assert_profile,
     assert_retry_after_honoured,
     assert_stale,
     config_header,
     fault_hours,
     linked_account,
     run_hours,
+    stop_fakes,
 )
 
 PROFILE = "carol"
@@ -167,14 +168,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         home = tmp_path_factory.mktemp("faults-sheet") / "home"
         yield World(run_hours(home, config, secrets, fault_hours()), switches)
     finally:
-        for switch in switches.values():
-            switch.release()
-        for fake in fakes.values():
-            fake.stop()
-
-
-def paths(switch: FaultSwitch) -> tuple[str, ...]:
-    return tuple(p for _, p in switch.log[switch.healthy :])
+        stop_fakes(switches, fakes)
 
 
 def test_the_run_completes_and_the_healthy_account_is_fresh(world: World) -> None:
@@ -182,7 +176,7 @@ def test_the_run_completes_and_the_healthy_account_is_fresh(world: World) -> Non
     assert_fresh(world.run, HEALTHY, VALUE_GBP)
     switch = world.switches[HEALTHY]
     assert switch.first_hour_paths() == [TOKEN, METADATA, VALUES]
-    assert paths(switch) == (TOKEN, METADATA, VALUES)
+    assert switch.fault_hour_paths() == (TOKEN, METADATA, VALUES)
 
 
 @pytest.mark.parametrize("account", list(FAULTS))
@@ -199,7 +193,7 @@ def test_a_failing_account_is_stale_with_its_error_code(world: World, account: s
         value=VALUE_GBP,
     )
     # transient faults were retried (each attempt from the token on), others not
-    assert paths(switch) == fault.requests
+    assert switch.fault_hour_paths() == fault.requests
 
 
 def test_the_429_retry_after_was_honoured(world: World) -> None:
@@ -209,17 +203,7 @@ def test_the_429_retry_after_was_honoured(world: World) -> None:
 
 
 def test_every_account_counts_once_and_failures_are_stale(world: World) -> None:
-    accounts = 1 + len(FAULTS)
-    assert_profile(
-        world.run, PROFILE, world.run.before, stale_accounts=0, net_worth=accounts * VALUE_GBP
-    )
-    assert_profile(
-        world.run,
-        PROFILE,
-        world.run.hour,
-        stale_accounts=len(FAULTS),
-        net_worth=accounts * VALUE_GBP,
-    )
+    assert_counted_once_at_both_hours(world.run, PROFILE, len(FAULTS), VALUE_GBP)
 
 
 def test_nothing_is_duplicated(world: World) -> None:
