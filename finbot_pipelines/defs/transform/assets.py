@@ -26,7 +26,7 @@ from finbot_pipelines.defs.market.assets import FX_RATES_KEY
 from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.defs.transform.project import dbt_project
-from finbot_pipelines.defs.window import HourWindow, window_from_tags
+from finbot_pipelines.defs.window import window_from_tags
 from finbot_pipelines.warehouse.build_window import clear_build_window, set_build_window
 
 #: raw tables landed by the ingest assets (one per linked account) ...
@@ -107,11 +107,6 @@ class DbtBuildConfig(dg.Config):
     full_refresh: bool = False
 
 
-def run_window(context: dg.AssetExecutionContext) -> HourWindow | None:
-    """The hours this run rebuilds: from its tags; None rebuilds every hour."""
-    return window_from_tags(context.run.tags)
-
-
 def missing_fx_pairs_note(finbot: FinbotHome) -> str:
     """Name the FX pairs the valuation needed and could not find, if any."""
     try:
@@ -146,7 +141,8 @@ def build_dbt_assets(ingest_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
         config: DbtBuildConfig,
     ) -> Iterator[Any]:
         paths = finbot.paths
-        window = None if config.full_refresh else run_window(context)
+        # the hours this run rebuilds, from its tags; None: every hour
+        window = None if config.full_refresh else window_from_tags(context.run.tags)
         context.log.info(
             f"dbt build of {'every hour' if window is None else f'{window} ({window.hours} h)'}"
             + (" with --full-refresh" if config.full_refresh else "")
