@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import sys
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
+from finbot_pipelines import numbers
 from finbot_pipelines.bench import bench
 from finbot_pipelines.cli_accounts import accounts
 from finbot_pipelines.config.home import DEMO_DAYS, ensure_dagster_home, init_home
@@ -172,13 +173,43 @@ def secrets_rotate_key(ctx: click.Context) -> None:
 def _format_value(v: Any) -> Any:
     if isinstance(v, datetime | date):
         return v.isoformat(sep=" ") if isinstance(v, datetime) else v.isoformat()
+    if isinstance(v, Decimal):
+        return numbers.decimal_text(v)
     return v
 
 
-def format_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
+def _table_cell(v: Any, scale: int | None) -> str:
+    """A cell of `--format table`: every digit kept (decimals exact, floats in their
+    shortest form), thousands grouped, valuation amounts with at least 2 decimals."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, Decimal):
+        places = 2 if scale == numbers.VALUATION_SCALE else 0
+        return numbers.grouped(numbers.decimal_text(v, places))
+    if isinstance(v, float):
+        return numbers.grouped(repr(v)) if "e" not in repr(v) else repr(v)
+    if isinstance(v, int):
+        return str(v)
+    return str(_format_value(v))
+
+
+def format_rows(
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    fmt: str,
+    types: list[Any] | None = None,
+) -> str:
     if fmt == "json":
-        return json.dumps(
-            [{c: _format_value(v) for c, v in zip(columns, r, strict=True)} for r in rows],
+        return numbers.dumps(
+            [
+                {
+                    c: v if isinstance(v, Decimal) else _format_value(v)
+                    for c, v in zip(columns, r, strict=True)
+                }
+                for r in rows
+            ],
             indent=2,
             default=str,
         )
@@ -190,7 +221,19 @@ def format_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> st
         return buf.getvalue().rstrip("\n")
     from tabulate import tabulate
 
-    return tabulate(rows, headers=columns, tablefmt="simple", floatfmt=",.2f")
+    scales = [numbers.scale_of(t) for t in (types or [None] * len(columns))]
+    numeric = [
+        any(isinstance(r[i], int | float | Decimal) and not isinstance(r[i], bool) for r in rows)
+        for i in range(len(columns))
+    ]
+    cells = [[_table_cell(v, scales[i]) for i, v in enumerate(r)] for r in rows]
+    return tabulate(
+        cells,
+        headers=columns,
+        tablefmt="simple",
+        disable_numparse=True,
+        colalign=["right" if n else "left" for n in numeric] if columns else None,
+    )
 
 
 @main.command()
@@ -217,12 +260,13 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
         with open_published(paths.published) as con:
             cur = con.execute(query)
             columns = [d[0] for d in cur.description or []]
+            types = [d[1] for d in cur.description or []]
             rows = cur.fetchall()
     except FileNotFoundError as exc:
         _fail(str(exc))
     except duckdb.Error as exc:
         _fail(f"query failed: {exc}")
-    click.echo(format_rows(columns, rows, fmt))
+    click.echo(format_rows(columns, rows, fmt, types))
 
 
 # --------------------------------------------------------------------------- runs

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import click
 import yaml
 
+from finbot_pipelines import numbers
 from finbot_pipelines.config.loading import ConfigError, load_config, parse_config, save_config
 from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
 from finbot_pipelines.config.vault import Vault, VaultError
+from finbot_pipelines.defs.ingest.assets import browser_executable
 from finbot_pipelines.providers import registry
-from finbot_pipelines.providers.base import CredentialField, ProviderError, Snapshot
+from finbot_pipelines.providers.base import CredentialField
+from finbot_pipelines.providers.contract import CredentialsError, ProviderError, Snapshot
 from finbot_pipelines.providers.fetching import FetchOutcome, FetchTask, RetryPolicy, run_one
+from finbot_pipelines.warehouse.queries import parse_warnings
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -74,11 +78,13 @@ def _now_hour() -> datetime:
 
 
 def test_fetch(
+    paths: HomePaths,
     cfg: FinbotConfig,
     provider_id: str,
     account_id: str,
+    profile_id: str,
     options: Mapping[str, Any],
-    credentials: Mapping[str, str],
+    credentials: Mapping[str, Any],
 ) -> FetchOutcome:
     """One real fetch, with the config's timeout and retries, as the ingest would do it."""
     f = cfg.fetch
@@ -89,19 +95,31 @@ def test_fetch(
         registry.get_provider(provider_id),
         dict(options),
         lambda: credentials,
+        valuation_ccy=cfg.profile(profile_id).valuation_ccy,
+        priced_units=cfg.priced_units(),
+        debug_dir=paths.debug,
+        browser=browser_executable(),
     )
     return run_one(task, policy)
+
+
+def _amount(d: Decimal | None) -> str:
+    return "unpriced" if d is None else numbers.grouped(numbers.decimal_text(d, 2))
 
 
 def summarise(snapshot: Snapshot) -> list[str]:
     lines = []
     for sub in snapshot.sub_accounts:
-        assets = sum(i.value for i in sub.items if i.item_type == "asset")
-        liabilities = sum(i.value for i in sub.items if i.item_type == "liability")
+        values = [i.value for i in sub.items if i.value is not None]
+        unpriced = sum(1 for i in sub.items if i.value is None)
+        total = sum(values, Decimal(0))
+        extra = f", {unpriced} unpriced" if unpriced else ""
         lines.append(
             f"  {sub.id:<24} {sub.name[:30]:<30} {sub.account_type:<11} "
-            f"{assets + liabilities:>14,.2f} {sub.currency}  ({len(sub.items)} item(s))"
+            f"{_amount(total):>16} {sub.currency}  ({len(sub.items)} item(s){extra})"
         )
+    for w in snapshot.warnings:
+        lines.append(f"  warning ({w.code}): {w.message}")
     return lines
 
 
@@ -116,6 +134,46 @@ def _report(outcome: FetchOutcome) -> None:
     click.echo(f"fetched {len(outcome.snapshot.sub_accounts)} sub-account(s):")
     for line in summarise(outcome.snapshot):
         click.echo(line)
+
+
+def outcome_json(linked_account_id: str, provider_id: str, outcome: FetchOutcome) -> str:
+    """The documented `accounts test --format json` object; amounts are exact JSON numbers."""
+    snap = outcome.snapshot
+    doc = {
+        "linked_account_id": linked_account_id,
+        "provider": provider_id,
+        "status": "success" if snap is not None else "failure",
+        "error_code": outcome.error_code,
+        "error_message": outcome.error_message,
+        "attempts": outcome.attempts,
+        "sub_accounts": [
+            {
+                "id": sa.id,
+                "name": sa.name,
+                "currency": sa.currency,
+                "type": sa.account_type,
+                "items": [
+                    {
+                        "name": it.name,
+                        "item_type": it.item_type,
+                        "asset_class": it.asset_class,
+                        "asset_type": it.asset_type,
+                        "units": it.units,
+                        "value": it.value,
+                        "currency": it.currency,
+                        "symbol": it.symbol,
+                        "unit": it.unit,
+                    }
+                    for it in sa.items
+                ],
+            }
+            for sa in (snap.sub_accounts if snap is not None else ())
+        ],
+        "warnings": [
+            {"code": w.code, "message": w.message} for w in (snap.warnings if snap else ())
+        ],
+    }
+    return numbers.dumps(doc, indent=2, ensure_ascii=False)
 
 
 def _prompt_credentials(fields: tuple[CredentialField, ...]) -> dict[str, str]:
@@ -207,18 +265,19 @@ def add_linked_account(
     """Validate the new account, get its credentials, fetch once, then save vault and config."""
     cfg = _load(paths)
     try:
-        provider = registry.get_provider(provider_id)
+        spec = registry.get_spec(provider_id)
     except ProviderError as exc:
         _fail(str(exc))
     if registry.is_retired(provider_id):
-        _fail(f"provider '{provider_id}' is retired: {provider.description}")
+        _fail(f"provider '{provider_id}' is retired: {spec.description}")
     if any(a.id == account_id for a in cfg.linked_accounts):
         _fail(f"a linked account '{account_id}' already exists in {paths.config}")
     if profile_id is None:
         if len(cfg.profiles) != 1:
             _fail(f"--profile is required (profiles: {', '.join(cfg.profile_ids())})")
         profile_id = cfg.profiles[0].id
-    secret_name = (credentials_name or account_id) if provider.credential_fields else None
+    fields = spec.credential_fields
+    secret_name = (credentials_name or account_id) if fields else None
     account = {
         "id": account_id,
         "profile": profile_id,
@@ -237,13 +296,17 @@ def add_linked_account(
     if vault is not None and secret_name in vault:
         _fail(f"the vault already has a secret named '{secret_name}' (use --credentials-name)")
     creds: dict[str, str] = {}
-    if provider.credential_fields:
-        creds = get_credentials(provider.credential_fields)
-        missing = [f.name for f in provider.credential_fields if f.required and f.name not in creds]
+    if fields:
+        creds = get_credentials(fields)
+        missing = [f.name for f in fields if f.required and f.name not in creds]
         if missing:
             _fail(f"missing credential field(s): {', '.join(missing)}")
+        try:
+            spec.parse_credentials(creds)
+        except CredentialsError as exc:
+            _fail(f"invalid credentials: {exc}")
     click.echo(f"testing '{account_id}' with one real fetch ...")
-    _report(test_fetch(new_cfg, provider_id, account_id, options, creds))
+    _report(test_fetch(paths, new_cfg, provider_id, account_id, profile_id, options, creds))
     if vault is not None and secret_name:
         vault.set(secret_name, json.dumps(creds))
     _save(paths, new_cfg)
@@ -303,7 +366,7 @@ def accounts_link_plaid(
     token is exchanged for an access token, tested with one real fetch, and saved
     in the vault. --sandbox skips the browser (Plaid's sandbox endpoint).
     """
-    from finbot_pipelines.providers.plaid_link import link_account
+    from finbot_pipelines.providers.plaid.link import link_account
 
     def link(fields: tuple[CredentialField, ...]) -> dict[str, str]:
         client_id = click.prompt("Plaid client_id", hide_input=True)
@@ -355,10 +418,12 @@ def accounts_list(paths: HomePaths) -> None:
     cfg = _load(paths)
     health = _health(paths)
     rows = []
+    notes: list[str] = []
     for a in cfg.linked_accounts:
         state = "disabled" if not a.enabled else "frozen" if a.frozen else "active"
         h = health.get(a.id, {})
         last_ok = h.get("last_success_hour")
+        warnings = parse_warnings(h.get("warnings"))
         rows.append(
             [
                 a.id,
@@ -369,8 +434,10 @@ def accounts_list(paths: HomePaths) -> None:
                 f"{last_ok:%Y-%m-%d %H:00}" if last_ok else "-",
                 h.get("consecutive_failures", "-"),
                 h.get("last_error_code") or "",
+                len(warnings) if h else "-",
             ]
         )
+        notes.extend(f"{a.id}: warning ({w['code']}): {w['message']}" for w in warnings)
     click.echo(
         tabulate(
             rows,
@@ -383,9 +450,15 @@ def accounts_list(paths: HomePaths) -> None:
                 "last success (UTC)",
                 "failing hours",
                 "last error",
+                "warnings",
             ],
         )
     )
+    if notes:
+        click.echo("")
+        click.echo("warnings of the last successful fetch:")
+        for line in notes:
+            click.echo(f"  {line}")
 
 
 def _account(cfg: FinbotConfig, account_id: str) -> LinkedAccount:
@@ -397,18 +470,34 @@ def _account(cfg: FinbotConfig, account_id: str) -> LinkedAccount:
 
 @accounts.command("test")
 @click.argument("account_id", metavar="ID")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object {linked_account_id, provider, status, error_code, error_message, "
+    "sub_accounts: [{id, name, currency, type, items: [...]}], warnings: [{code, message}]}.",
+)
 @click.pass_obj
-def accounts_test(paths: HomePaths, account_id: str) -> None:
-    """Fetch linked account ID once, now, with its stored credentials (nothing is written)."""
+def accounts_test(paths: HomePaths, account_id: str, fmt: str) -> None:
+    """Fetch linked account ID once, now, with its stored credentials (nothing is written).
+
+    Exits 0 when the fetch succeeds, 1 when it fails.
+    """
     cfg = _load(paths)
     a = _account(cfg, account_id)
-    creds: Mapping[str, str] = {}
+    creds: Mapping[str, Any] = {}
     if a.credentials:
         try:
             creds = _vault(paths).get_json(a.credentials)
         except VaultError as exc:
             _fail(str(exc))
-    _report(test_fetch(cfg, a.provider, a.id, a.options, creds))
+    outcome = test_fetch(paths, cfg, a.provider, a.id, a.profile, a.options, creds)
+    if fmt == "json":
+        click.echo(outcome_json(a.id, a.provider, outcome))
+        sys.exit(0 if outcome.ok else 1)
+    _report(outcome)
 
 
 def _set_flag(paths: HomePaths, account_id: str, **changes: Any) -> None:
@@ -461,19 +550,61 @@ def accounts_remove(paths: HomePaths, account_id: str) -> None:
 
 
 @accounts.command("providers")
-def accounts_providers() -> None:
-    """List the providers and the credentials each one asks for."""
-    grouped: dict[str, list[str]] = defaultdict(list)
-    for pid in registry.provider_ids():
-        try:
-            d = registry.describe(pid)
-        except Exception as exc:  # a provider whose module fails to import
-            grouped[pid].append(f"unavailable: {exc}")
-            continue
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="markdown: the README's providers table.",
+)
+def accounts_providers(fmt: str) -> None:
+    """List the providers, the credentials each one asks for and its options."""
+    docs = [registry.describe(pid) for pid in registry.provider_ids()]
+    if fmt == "json":
+        click.echo(json.dumps(docs, indent=2, default=str))
+        return
+    if fmt == "markdown":
+        click.echo(providers_markdown(docs))
+        return
+    for d in docs:
         fields = ", ".join(
-            f"{f['name']}{' (secret)' if f['secret'] else ''}" for f in d["credential_fields"]
+            f["name"]
+            + (" (secret)" if f["secret"] else "")
+            + ("" if f["required"] else " (optional)")
+            for f in d["credential_fields"]
         )
-        grouped[pid].append(f"{d['description']}")
-        grouped[pid].append(f"credentials: {fields or 'none'}")
-    for pid, lines in grouped.items():
-        click.echo(f"{pid}\n  " + "\n  ".join(lines))
+        click.echo(d["id"])
+        click.echo(f"  {d['description']}")
+        click.echo(f"  credentials: {fields or 'none'}")
+        if d["retired"]:
+            continue
+        click.echo("  options:")
+        for o in d["options"]:
+            click.echo(f"    {o['name']}{_option_default(o)}: {o['description']}")
+
+
+def _option_default(option: Mapping[str, Any]) -> str:
+    if option["required"]:
+        return " (required)"
+    default = option["default"]
+    if default is None or default in ([], {}, ""):
+        return ""
+    return f" (default {json.dumps(default, default=str)})"
+
+
+def providers_markdown(docs: list[dict[str, Any]]) -> str:
+    """The README's providers table (credentials and options come from the models)."""
+    lines = ["| provider | credentials | options |", "|---|---|---|"]
+    for d in docs:
+        if d["retired"]:
+            continue
+        creds = ", ".join(
+            f"{f['name']}{'' if f['required'] else ' (optional)'}" for f in d["credential_fields"]
+        )
+        opts = ", ".join(
+            f"`{o['name']}`{' (required)' if o['required'] else _option_default(o)}"
+            for o in d["options"]
+        )
+        lines.append(f"| `{d['id']}` | {creds or 'none'} | {opts or 'none'} |")
+    return "\n".join(lines)

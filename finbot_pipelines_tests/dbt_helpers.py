@@ -16,6 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -303,8 +304,8 @@ def populate_raw(path: Path) -> None:
                                 itype,
                                 aclass,
                                 atype,
-                                units,
-                                _drift(rng, base, h),
+                                None if units is None else Decimal(repr(units)),
+                                Decimal(repr(_drift(rng, base, h))),
                                 iccy,
                                 symbol,
                             )
@@ -312,9 +313,20 @@ def populate_raw(path: Path) -> None:
         con.executemany(
             "insert into raw.linked_account_hours values (?, ?, ?, ?, ?, ?)", account_hours
         )
-        con.executemany("insert into raw.fetches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", fetches)
+        con.executemany(
+            "insert into raw.fetches (fetch_hour, profile_id, linked_account_id, provider_id, "
+            "started_at, finished_at, status, error_code, error_message, attempt) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            fetches,
+        )
         con.executemany("insert into raw.sub_accounts values (?, ?, ?, ?, ?, ?)", subs)
-        con.executemany("insert into raw.items values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", items)
+        # amounts as Decimals: exact in the DECIMAL columns (a float would bring its noise)
+        con.executemany(
+            "insert into raw.items (fetch_hour, linked_account_id, sub_account_id, item_name, "
+            "item_type, asset_class, asset_type, units, value, currency, symbol) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            items,
+        )
     finally:
         con.close()
 

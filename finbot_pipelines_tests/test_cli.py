@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,17 @@ from finbot_pipelines.config.home import demo_config_text
 from finbot_pipelines.config.vault import Vault, init_key_file
 from finbot_pipelines.providers import registry
 from finbot_pipelines.providers.base import (
+    FetchContext,
+    Provider,
+    ProviderCredentials,
+    ProviderOptions,
+    ProviderSpec,
+    public,
+    secret,
+)
+from finbot_pipelines.providers.contract import (
     AuthenticationFailure,
-    CredentialField,
+    FetchWarning,
     Item,
     Snapshot,
     SubAccount,
@@ -38,32 +47,39 @@ def home(tmp_path: Path) -> Path:
     return tmp_path
 
 
-class LoginProvider:
-    """A provider that needs a password: accepts only SECRET."""
+class LoginCredentials(ProviderCredentials):
+    username: str = public("your login")
+    password: str = secret("your password")
 
-    id = "login_test"
-    description = "test provider with a password"
-    credential_fields = (
-        CredentialField("username", "your login", secret=False),
-        CredentialField("password", "your password"),
+
+class LoginProvider(Provider[ProviderOptions, LoginCredentials]):
+    """A provider that needs a password: accepts only SECRET. Its account holds an exact
+    amount and a holding it cannot price, and its balance disagrees with its lines."""
+
+    spec = ProviderSpec(
+        id="login_test",
+        description="test provider with a password",
+        options=ProviderOptions,
+        credentials=LoginCredentials,
     )
-    supports_historical = False
-
-    def validate_options(self, options: Mapping[str, Any]) -> None:
-        return None
 
     def fetch(
-        self, credentials: Mapping[str, str], options: Mapping[str, Any], as_of: datetime
+        self, ctx: FetchContext, options: ProviderOptions, credentials: LoginCredentials
     ) -> Snapshot:
-        if credentials.get("password") != SECRET:
-            raise AuthenticationFailure(f"password {credentials.get('password')} refused")
-        item = Item("Cash", "asset", "cash", "cash", 100.0)
-        return Snapshot((SubAccount("main", "Main", "EUR", "depository", (item,)),))
+        if credentials.password != SECRET:
+            raise AuthenticationFailure(f"password {credentials.password} refused")
+        cash = Item("Cash", "asset", "cash", "cash", Decimal("-197011.42") + Decimal("197111.42"))
+        fund = Item("Acme fund", "asset", "multi_asset", "fund", None, Decimal("12.5"), "EUR")
+        return Snapshot(
+            (SubAccount("main", "Main", "EUR", "depository", (cash, fund)),),
+            (FetchWarning("reconciliation", "balance 150.00 EUR, items 100.00 EUR"),),
+        )
 
 
 @pytest.fixture
 def login_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry._PROVIDERS, "login_test", "unused:LoginProvider")
+    monkeypatch.setitem(registry._SPECS, "login_test", "unused:SPEC")
+    monkeypatch.setitem(registry._specs, "login_test", LoginProvider.spec)
     monkeypatch.setitem(registry._instances, "login_test", LoginProvider())
 
 
@@ -190,6 +206,8 @@ def test_accounts_add_stores_credentials_after_a_good_fetch(
     assert SECRET not in (home / "finbot.yaml").read_text()
     test = invoke(home, "accounts", "test", "bank")
     assert test.exit_code == 0 and "Main" in test.output
+    assert "warning (reconciliation): balance 150.00 EUR, items 100.00 EUR" in test.output
+    assert "warning (unpriced): 'Acme fund' (12.5) in sub-account 'main'" in test.output
     assert invoke(home, "accounts", "remove", "bank").exit_code == 0
     assert Vault.open(home).names() == []
 
@@ -232,3 +250,113 @@ def test_a_production_dagster_yaml_is_never_overwritten(tmp_path: Path) -> None:
     dst.write_text("storage:\n  postgres: {}\n")
     ensure_dagster_home(paths)  # left alone
     assert dst.read_text() == "storage:\n  postgres: {}\n"
+
+
+def test_accounts_test_json_is_the_documented_object(home: Path, login_provider: None) -> None:
+    """One object with the fetch's sub-accounts, items and warnings; amounts exact numbers."""
+    res = invoke(
+        home,
+        "accounts",
+        "add",
+        "login_test",
+        "--id",
+        "bank",
+        "--profile",
+        "bruno",
+        input=f"me\n{SECRET}\n",
+    )
+    assert res.exit_code == 0, res.output
+    res = invoke(home, "accounts", "test", "bank", "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert '"value": 100,' in res.output  # the exact number (a JSON number, not a string)
+    doc = json.loads(res.output, parse_float=Decimal)
+    assert doc == {
+        "linked_account_id": "bank",
+        "provider": "login_test",
+        "status": "success",
+        "error_code": None,
+        "error_message": None,
+        "attempts": 1,
+        "sub_accounts": [
+            {
+                "id": "main",
+                "name": "Main",
+                "currency": "EUR",
+                "type": "depository",
+                "items": [
+                    {
+                        "name": "Cash",
+                        "item_type": "asset",
+                        "asset_class": "cash",
+                        "asset_type": "cash",
+                        "units": None,
+                        "value": Decimal("100.00"),
+                        "currency": None,
+                        "symbol": None,
+                        "unit": None,
+                    },
+                    {
+                        "name": "Acme fund",
+                        "item_type": "asset",
+                        "asset_class": "multi_asset",
+                        "asset_type": "fund",
+                        "units": Decimal("12.5"),
+                        "value": None,
+                        "currency": "EUR",
+                        "symbol": None,
+                        "unit": None,
+                    },
+                ],
+            }
+        ],
+        "warnings": [
+            {"code": "reconciliation", "message": "balance 150.00 EUR, items 100.00 EUR"},
+            {
+                "code": "unpriced",
+                "message": "'Acme fund' (12.5) in sub-account 'main' has no price from "
+                "login_test: it is listed without a value",
+            },
+        ],
+    }
+
+
+def test_accounts_test_json_on_failure_exits_non_zero(home: Path, login_provider: None) -> None:
+    vault = Vault.open(home)
+    vault.set("bank", json.dumps({"username": "me", "password": "wrong-password-123"}))
+    cfg = yaml.safe_load((home / "finbot.yaml").read_text())
+    cfg["linked_accounts"].append(
+        {
+            "id": "bank",
+            "profile": "bruno",
+            "provider": "login_test",
+            "name": "Bank",
+            "credentials": "bank",
+        }
+    )
+    (home / "finbot.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    res = invoke(home, "accounts", "test", "bank", "--format", "json")
+    assert res.exit_code == 1
+    doc = json.loads(res.output)
+    assert (doc["status"], doc["error_code"]) == ("failure", "authentication_failure")
+    assert doc["sub_accounts"] == [] and doc["warnings"] == []
+    assert "wrong-password-123" not in res.output and "***" in doc["error_message"]
+
+
+def test_accounts_providers_come_from_the_models() -> None:
+    res = CliRunner().invoke(main, ["accounts", "providers", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    docs = {d["id"]: d for d in json.loads(res.output)}
+    assert set(docs) == set(registry.provider_ids())
+    for pid, d in docs.items():
+        spec = registry.get_spec(pid)
+        assert [f["name"] for f in d["credential_fields"]] == list(spec.credentials.model_fields)
+        assert [o["name"] for o in d["options"]] == list(spec.options.model_fields)
+        assert all(o["description"] for o in d["options"]), pid
+    text = CliRunner().invoke(main, ["accounts", "providers"]).output
+    assert "dummy\n" in text and "    scale (default 1.0): multiplies every value" in text
+
+
+def test_the_readme_providers_table_is_generated_from_the_models() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = CliRunner().invoke(main, ["accounts", "providers", "--format", "markdown"]).output
+    assert table.strip() in readme, "regenerate it: finbot accounts providers --format markdown"

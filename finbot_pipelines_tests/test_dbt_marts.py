@@ -14,6 +14,7 @@ import re
 import shutil
 from collections import defaultdict
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -138,6 +139,11 @@ def read_table(warehouse: Path, schema: str, table: str, keys: list[str]) -> pd.
     finally:
         con.close()
     frame = pd.DataFrame.from_records(rows, columns=columns)
+    # DECIMAL amounts as floats for the arithmetic below (the conversion is deterministic:
+    # equal decimals stay equal)
+    for column in frame.columns:
+        if frame[column].map(lambda v: isinstance(v, Decimal)).any():
+            frame[column] = frame[column].map(lambda v: None if v is None else float(v))
     return frame.sort_values(keys).reset_index(drop=True)
 
 
@@ -219,7 +225,7 @@ def expected_profile_valuation(warehouse: Path) -> dict[tuple[str, datetime], di
         for sub, ccy in subs_of_fetch[(account, source)]:
             rate = eur_to(to_ccy, hour.date()) / eur_to(ccy, hour.date())
             for item_type, value in items_of_sub[(account, source, sub)]:
-                row["assets" if item_type == "asset" else "liabilities"] += value * rate
+                row["assets" if item_type == "asset" else "liabilities"] += float(value) * rate
     return {key: row for key, row in expected.items() if row["with_data"] > 0}
 
 

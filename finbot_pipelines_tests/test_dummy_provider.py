@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import threading
@@ -10,20 +9,21 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from finbot_pipelines.providers import dummy, registry
-from finbot_pipelines.providers.base import (
+from finbot_pipelines.providers import registry
+from finbot_pipelines.providers.base import FetchContext, Provider, fetch_snapshot
+from finbot_pipelines.providers.contract import (
     ACCOUNT_TYPES,
     ASSET_CLASSES,
-    LINKED_ACCOUNT_ID_OPTION,
     AuthenticationFailure,
     FetchTimeout,
     Item,
-    Provider,
+    OptionsError,
     ProviderError,
     ProviderPayloadError,
     RateLimited,
@@ -32,7 +32,9 @@ from finbot_pipelines.providers.base import (
     SubAccount,
     TransientError,
 )
-from finbot_pipelines.providers.dummy import DummyProvider, dummy_snapshot, hour_index
+from finbot_pipelines.providers.dummy import provider as dummy
+from finbot_pipelines.providers.dummy.options import SPEC, DummyOptions
+from finbot_pipelines.providers.dummy.provider import DummyProvider, dummy_snapshot, hour_index
 
 REPO = Path(__file__).resolve().parents[1]
 HOUR = datetime(2025, 3, 14, 9)
@@ -46,8 +48,9 @@ def fresh_flaky_counters() -> Iterator[None]:
 
 
 def fetch(options: dict[str, Any], as_of: datetime = HOUR, account: str = "acc") -> Snapshot:
+    """One fetch through the path the ingest takes (options parsed, snapshot finalised)."""
     provider = registry.get_provider("dummy")
-    return provider.fetch({}, {**options, LINKED_ACCOUNT_ID_OPTION: account}, as_of)
+    return fetch_snapshot(SPEC, provider, FetchContext(account, as_of), options, {})
 
 
 def by_id(snapshot: Snapshot) -> dict[str, SubAccount]:
@@ -67,7 +70,7 @@ def test_determinism_across_processes() -> None:
     code = (
         "from datetime import datetime\n"
         "from dataclasses import asdict\n"
-        "from finbot_pipelines.providers.dummy import dummy_snapshot\n"
+        "from finbot_pipelines.providers.dummy.provider import dummy_snapshot\n"
         "print(repr(asdict(dummy_snapshot('alice-bank', {'scale': 1.5}, "
         "datetime(2025, 3, 14, 9)))))\n"
     )
@@ -148,7 +151,7 @@ def test_all_content_kinds() -> None:
         assert sa.account_type in ACCOUNT_TYPES
         for item in sa.items:
             assert item.asset_class in ASSET_CLASSES
-            assert math.isfinite(item.value)
+            assert item.value is not None and item.value.is_finite()
 
     for ccy in ("GBP", "EUR", "USD"):
         cash = subs[f"current-{ccy.lower()}"]
@@ -202,7 +205,9 @@ def test_value_is_units_times_price() -> None:
     for symbol in a:
         ua, ub = a[symbol].units, b[symbol].units
         assert ua and ub
-        assert a[symbol].value / ua == pytest.approx(b[symbol].value / ub, rel=1e-3)
+        va, vb = a[symbol].value, b[symbol].value
+        assert va is not None and vb is not None
+        assert float(va / ua) == pytest.approx(float(vb / ub), rel=1e-3)
 
 
 def test_sub_accounts_option_and_scale() -> None:
@@ -212,7 +217,8 @@ def test_sub_accounts_option_and_scale() -> None:
     two = fetch({"sub_accounts": ["stocks", "mortgage"], "scale": 2.0})
     for sa1, sa2 in zip(one.sub_accounts, two.sub_accounts, strict=True):
         for i1, i2 in zip(sa1.items, sa2.items, strict=True):
-            assert i2.value == pytest.approx(2 * i1.value, rel=2e-3, abs=0.02)
+            assert i1.value is not None and i2.value is not None
+            assert float(i2.value) == pytest.approx(2 * float(i1.value), rel=2e-3, abs=0.02)
 
 
 # --------------------------------------------------------------------------- failures
@@ -267,7 +273,8 @@ def test_fail_cycle() -> None:
             failed.append(h)
     # hours since the epoch are whole days at midnight: fails at 05:00-07:59 each day
     assert failed == [5, 6, 7, 29, 30, 31]
-    assert dummy.is_failing_hour(options, hour_index(day + timedelta(hours=6)))
+    parsed = DummyOptions.model_validate(options)
+    assert dummy.is_failing_hour(parsed, hour_index(day + timedelta(hours=6)))
 
 
 def test_flaky_attempts() -> None:
@@ -309,9 +316,26 @@ def test_latency() -> None:
     assert time.monotonic() - t0 >= 0.1
 
 
-def test_fetch_requires_linked_account_id() -> None:
-    with pytest.raises(ProviderError, match=LINKED_ACCOUNT_ID_OPTION):
-        DummyProvider().fetch({}, {}, HOUR)
+def test_the_linked_account_id_comes_from_the_context() -> None:
+    """No reserved option: the account id is the context's, and it changes the values."""
+    a = fetch({}, account="alice-bank")
+    assert a == dummy_snapshot("alice-bank", {}, HOUR)
+    assert a != fetch({}, account="bruno-bank")
+
+
+def test_amounts_are_exact_decimals() -> None:
+    """Values and units are Decimals with the digits of the rounded amounts (no float noise)."""
+    for sa in fetch({}).sub_accounts:
+        for it in sa.items:
+            assert isinstance(it.value, Decimal), (sa.id, it.name)
+            assert it.value == it.value.quantize(Decimal("0.01")), (sa.id, it.name, it.value)
+            assert it.units is None or isinstance(it.units, Decimal)
+
+
+def test_empty_and_malformed_answers_are_refused_on_the_fetch_path() -> None:
+    for kind, message in (("empty", "no sub-account"), ("malformed", "not finite")):
+        with pytest.raises(ProviderPayloadError, match=message):
+            fetch({"fail_hours": ["2025-03-14T09:00"], "fail_kind": kind})
 
 
 # --------------------------------------------------------------------------- options
@@ -320,56 +344,82 @@ def test_fetch_requires_linked_account_id() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"colour": "red"}, "options.colour: unknown option"),
-        ({"_other": 1}, "options._other: unknown option"),
-        ({"sub_accounts": "cash"}, "options.sub_accounts: expected a non-empty list"),
-        ({"sub_accounts": []}, "options.sub_accounts: expected a non-empty list"),
-        ({"sub_accounts": ["cash", "bonds"]}, "options.sub_accounts[1]: expected one of"),
-        ({"sub_accounts": ["cash", "cash"]}, "options.sub_accounts[1]: 'cash' is listed twice"),
-        ({"scale": 0}, "options.scale: expected a number greater than 0"),
-        ({"scale": "2"}, "options.scale: expected a number"),
-        ({"scale": True}, "options.scale: expected a number"),
-        ({"scale": float("nan")}, "options.scale: expected a number"),
+        ({"colour": "red"}, "options.colour: unknown option (expected one of sub_accounts,"),
+        ({"_linked_account_id": "x"}, "options._linked_account_id: unknown option"),
+        ({"sub_accounts": "cash"}, "options.sub_accounts: expected a list, got 'cash'"),
+        ({"sub_accounts": []}, "options.sub_accounts: expected at least 1 item"),
+        (
+            {"sub_accounts": ["cash", "bonds"]},
+            "options.sub_accounts[1]: expected one of cash, stocks, pension, crypto, cold_wallet,"
+            " property, mortgage, credit_card, got 'bonds'",
+        ),
+        ({"sub_accounts": ["cash", "cash"]}, "options.sub_accounts: 'cash' is listed twice"),
+        ({"scale": 0}, "options.scale: expected a number greater than 0, got 0"),
+        ({"scale": "2"}, "options.scale: expected a number, got '2'"),
+        ({"scale": True}, "options.scale: expected a number, got True"),
+        ({"scale": float("nan")}, "options.scale: expected a finite number"),
+        ({"scale": float("inf")}, "options.scale: expected a finite number"),
         ({"fail_hours": "2025-03-14T09:00"}, "options.fail_hours: expected a list"),
         ({"fail_hours": ["2025-03-14T09:30"]}, 'options.fail_hours[0]: expected an hour "YYYY'),
         ({"fail_hours": ["2025-02-30T09:00"]}, "options.fail_hours[0]: expected an hour"),
         ({"fail_cycle": 3}, "options.fail_cycle: expected a mapping"),
-        ({"fail_cycle": {"every_hours": 4}}, "options.fail_cycle.for_hours: required"),
-        ({"fail_cycle": {"every_hours": 0, "for_hours": 0}}, "fail_cycle.every_hours: expected"),
-        ({"fail_cycle": {"every_hours": 4, "for_hours": 5}}, "fail_cycle.for_hours: expected at"),
+        (
+            {"fail_cycle": {"every_hours": 4}},
+            "options.fail_cycle.for_hours: required: failing hours at the start of each cycle",
+        ),
+        (
+            {"fail_cycle": {"every_hours": 0, "for_hours": 0}},
+            "options.fail_cycle.every_hours: expected a whole number >= 1, got 0",
+        ),
+        (
+            {"fail_cycle": {"every_hours": 4, "for_hours": 5}},
+            "options.fail_cycle: for_hours: expected at most every_hours (4)",
+        ),
         (
             {"fail_cycle": {"every_hours": 4, "for_hours": 1, "offset": 1}},
-            "options.fail_cycle.offset: unknown key",
+            "options.fail_cycle.offset: unknown option (expected one of every_hours, for_hours, "
+            "offset_hours); did you mean 'offset_hours'?",
         ),
-        ({"fail_kind": "explode"}, "options.fail_kind: expected one of transient"),
-        ({"flaky_attempts": -1}, "options.flaky_attempts: expected a whole number >= 0"),
-        ({"flaky_attempts": 1.5}, "options.flaky_attempts: expected a whole number"),
-        ({"latency_s": -1}, "options.latency_s: expected a number of seconds >= 0"),
-        ({"sleep_s": "5"}, "options.sleep_s: expected a number of seconds"),
-        ({LINKED_ACCOUNT_ID_OPTION: 3}, "options._linked_account_id: expected a non-empty"),
+        (
+            {"fail_kind": "explode"},
+            "options.fail_kind: expected one of transient, authentication_failure, provider_error,"
+            " timeout, rate_limited, empty, malformed, got 'explode'",
+        ),
+        ({"flaky_attempts": -1}, "options.flaky_attempts: expected a whole number >= 0, got -1"),
+        ({"flaky_attempts": 1.5}, "options.flaky_attempts: expected a whole number, got 1.5"),
+        ({"latency_s": -1}, "options.latency_s: expected a number >= 0, got -1"),
+        ({"sleep_s": "5"}, "options.sleep_s: expected a number, got '5'"),
+        ({"sleep_s": float("inf")}, "options.sleep_s: expected a finite number"),
     ],
 )
 def test_option_validation(options: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError) as info:
-        registry.validate_options("dummy", options)
-    assert message in str(info.value)
-    assert str(info.value).startswith("options.")
+    """The model's errors, as the config loader and the fetch path report them."""
+    with pytest.raises(OptionsError) as info:
+        SPEC.parse_options(options)
+    assert str(info.value).startswith(message), str(info.value)
+    assert info.value.code == "invalid_options"
+    issues = registry.option_issues("dummy", options)
+    assert issues and f"options.{'.'.join(map(str, issues[0].path))}" in str(info.value).replace(
+        "[", "."
+    ).replace("]", "")
 
 
 def test_valid_options() -> None:
-    registry.validate_options(
-        "dummy",
-        {
-            "sub_accounts": ["cash", "crypto"],
-            "scale": 2,
-            "fail_hours": ["2025-03-14T09:00", datetime(2025, 3, 14, 10)],
-            "fail_cycle": {"every_hours": 24, "for_hours": 2},
-            "fail_kind": "rate_limited",
-            "sleep_s": 1,
-            "flaky_attempts": 1,
-            "latency_s": 0.5,
-            LINKED_ACCOUNT_ID_OPTION: "acc",
-        },
+    assert (
+        registry.option_issues(
+            "dummy",
+            {
+                "sub_accounts": ["cash", "crypto"],
+                "scale": 2,
+                "fail_hours": ["2025-03-14T09:00", datetime(2025, 3, 14, 10)],
+                "fail_cycle": {"every_hours": 24, "for_hours": 2},
+                "fail_kind": "rate_limited",
+                "sleep_s": 1,
+                "flaky_attempts": 1,
+                "latency_s": 0.5,
+            },
+        )
+        == []
     )
 
 
@@ -382,7 +432,7 @@ def item(**kw: Any) -> Item:
         "item_type": "asset",
         "asset_class": "cash",
         "asset_type": "cash",
-        "value": 1.0,
+        "value": Decimal(1),
     }
     base.update(kw)
     return Item(**base)
@@ -398,13 +448,18 @@ def snap(*items: Item, currency: str = "GBP", account_type: str = "depository") 
         (snap(item(item_type="debt")), "item_type"),
         (snap(item(asset_class="stocks")), "asset_class"),
         (snap(item(name=" ")), "empty name"),
-        (snap(item(value=float("nan"))), "not finite"),
-        (snap(item(value=float("inf"))), "not finite"),
-        (snap(item(item_type="liability", value=5.0)), "liability must have a value <= 0"),
-        (snap(item(value=-5.0)), "asset must have a value >= 0"),
+        (snap(item(value=Decimal("NaN"))), "not finite"),
+        (snap(item(value=Decimal("Infinity"))), "not finite"),
+        (snap(item(value=1.0)), "not an exact decimal number"),
+        (snap(item(value=Decimal("0.1234567890123456789"))), "more than 18 decimal places"),
+        (snap(item(value=Decimal("1e20"))), "too large"),
+        (snap(item(value=None)), "unpriced item .value None. must carry its units"),
+        (snap(item(item_type="liability", value=Decimal(5))), "liability must have a value <= 0"),
+        (snap(item(value=Decimal(-5))), "asset must have a value >= 0"),
         (snap(item(), item()), "duplicate item name"),
         (snap(item(), currency="gbp"), "currency"),
-        (snap(item(currency="US")), "currency"),
+        (snap(item(currency="us$")), "currency"),
+        (snap(item(unit="b t c")), "unit"),
         (snap(item(), account_type="savings"), "account_type"),
         (
             Snapshot((SubAccount("s", "S", "GBP", "other", ()),) * 2),
@@ -427,13 +482,19 @@ def test_registry() -> None:
     provider = registry.get_provider("dummy")
     assert isinstance(provider, Provider)
     assert registry.get_provider("dummy") is provider
-    assert registry.describe("dummy") == {
+    described = registry.describe("dummy")
+    assert {k: v for k, v in described.items() if k != "options"} == {
         "id": "dummy",
-        "description": DummyProvider.description,
+        "description": DummyProvider.spec.description,
         "credential_fields": [],
         "supports_historical": True,
         "retired": False,
     }
+    # the options documentation comes from the model: every field, described
+    assert [o["name"] for o in described["options"]] == list(DummyOptions.model_fields)
+    assert all(o["description"] for o in described["options"])
+    scale = next(o for o in described["options"] if o["name"] == "scale")
+    assert (scale["required"], scale["default"]) == (False, 1.0)
     with pytest.raises(registry.UnknownProvider) as info:
         registry.get_provider("dumy")
     assert isinstance(info.value, KeyError)
@@ -447,7 +508,13 @@ def test_registry() -> None:
 def test_retired_provider() -> None:
     assert registry.describe("bittrex")["retired"] is True
     with pytest.raises(RetiredProvider) as info:
-        registry.get_provider("bittrex").fetch({}, {LINKED_ACCOUNT_ID_OPTION: "x"}, HOUR)
+        fetch_snapshot(
+            registry.get_spec("bittrex"),
+            registry.get_provider("bittrex"),
+            FetchContext("x", HOUR),
+            {"anything": 1},
+            {},
+        )
     assert str(info.value) == "bittrex closed in 2023; remove or freeze this linked account"
     assert info.value.code == "retired_provider"
     assert not info.value.retryable

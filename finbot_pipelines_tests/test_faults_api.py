@@ -4,8 +4,10 @@ Nine linked accounts of one profile, each on its own fake Plaid API speaking
 Plaid's wire protocol (see :mod:`finbot_pipelines_tests.faults`): every account
 is healthy at the first hour; at the second, one stays healthy and each other
 meets one fault. Every fake serves Plaid's published examples, whose accounts
-sum (by hand, USD, see test_provider_plaid) to
-110 + 43200 + 110.01 + 24580.0605 + 48200.03 - 410 - 65262 - 56302.06 = -5773.9595.
+sum (by hand, USD, see test_provider_plaid; investment accounts at their listed
+holdings: IRA 0.01 + 110, 401k 2.11 + 20.84 + 636.309 + 1373.6865 + 948.08 +
+12345.67 = 15326.6955, crypto 4437.35905) to
+110 + 43200 + 110.01 + 15326.6955 + 4437.35905 - 410 - 65262 - 56302.06 = -58789.99545.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from finbot_pipelines_tests.faults import (
 )
 
 PROFILE = "alice"
-VALUE_USD = -5773.9595  # every account's value, by hand (module docstring)
+VALUE_USD = -58789.99545  # every account's value, by hand (module docstring)
 TIMEOUT_S = 1
 MAX_ATTEMPTS = 2
 RETRY_AFTER_S = 1
@@ -51,7 +53,8 @@ class Fault:
     balance_calls: int  # /accounts/balance/get calls the fake received at the fault hour
 
 
-# The codes are those providers/plaid.py documents for each answer (typed errors of base.py).
+# The codes are those providers/plaid/client.py and mapping.py document for each answer
+# (typed errors of providers/contract.py).
 FAULTS: dict[str, Fault] = {
     # the fake holds the request past fetch.timeout_s: the ingest's timeout, retried
     "plaid-timeout": Fault("timeout", MAX_ATTEMPTS, f"no answer within {TIMEOUT_S} s", 2),
@@ -64,7 +67,8 @@ FAULTS: dict[str, Fault] = {
     "plaid-auth": Fault("authentication_failure", 1, "ITEM_LOGIN_REQUIRED", 1),
     # well-formed answers listing no account: an error, never a balance of 0
     "plaid-empty": Fault("provider_error", 1, "lists no account", 1),
-    # the holdings answer lacks a security its holdings refer to
+    # the holdings answer lacks every security its holdings refer to: one missing security
+    # only leaves its holdings out (a warning), none at all leaves accounts with nothing
     "plaid-partial": Fault("provider_error", 1, "absent from securities", 1),
 }
 
@@ -81,7 +85,7 @@ def empty_answer(fake: FakePlaid, path: str) -> dict[str, Any]:
 
 def partial_holdings(fake: FakePlaid) -> dict[str, Any]:
     body = copy.deepcopy(fake.responses[HOLDINGS])
-    body["securities"] = body["securities"][1:]  # the first is held in the IRA
+    body["securities"] = []  # every holding refers to an absent security
     return body
 
 

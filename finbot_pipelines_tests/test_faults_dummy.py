@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from finbot_pipelines.providers.dummy import RATE_LIMIT_RETRY_AFTER_S, dummy_snapshot
+from finbot_pipelines.providers.dummy.provider import RATE_LIMIT_RETRY_AFTER_S, dummy_snapshot
 from finbot_pipelines_tests.faults import (
     FaultRun,
     assert_fresh,

@@ -8,6 +8,12 @@ hour; at the second one stays healthy and each other meets one fault.
 Every fake holds (by hand, quote currency EUR): BTC 0.4 free + 0.1 locked at
 BTC/EUR 60000 = 30000; ETH 2 at ETH/BTC 0.05 (so 3000 EUR each) = 6000; EUR 100.
 Total 36100 EUR.
+
+A ticker answer lacking a market is no longer a fault: the balance is kept unpriced
+and the rest valued (with an ``unpriced`` warning; tested in test_provider_crypto).
+The fault is an account whose every balance is unpriced: at the fault hour it holds
+only ETHW, a token without any market on the fake nor a default CoinGecko id, so
+nothing can be valued (``unpriced``, never a success worth 0).
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ class Fault:
     requests: tuple[str, ...]  # what the fake received at the fault hour, in order
 
 
-# The codes are those providers/crypto_exchange.py documents for each answer.
+# The codes are those providers/exchanges/provider.py documents for each answer.
 FAULTS: dict[str, Fault] = {
     # the fake holds the first request past fetch.timeout_s: the ingest's timeout, retried
     "binance-timeout": Fault(
@@ -70,9 +76,10 @@ FAULTS: dict[str, Fault] = {
     "binance-auth": Fault("authentication_failure", 1, "-2015", (MARKETS, ACCOUNT)),
     # HTTP 200 with an empty body where the balances should be
     "binance-empty": Fault("provider_error", 1, "no 'balances' list", (MARKETS, ACCOUNT)),
-    # the ticker answer lacks ETH/BTC, listed in the markets: ETH cannot be valued (never 0)
-    "binance-partial": Fault(
-        "provider_error", 1, "cannot value ETH in EUR", (MARKETS, ACCOUNT, TICKERS)
+    # the account holds a token without any market nor unit price: nothing can be valued,
+    # a failure naming it (never a success worth 0); not retried, no ticker asked
+    "binance-unpriced": Fault(
+        "unpriced", 1, "cannot value anything this account holds: ETHW", (MARKETS, ACCOUNT)
     ),
 }
 
@@ -109,7 +116,8 @@ def switch_for(name: str, fake: bn.BinanceFake) -> FaultSwitch:
     too_many = {"code": -1003, "msg": "Too many requests; current limit is 6000 request weight."}
     bad_amount = copy.deepcopy(st.account)
     bad_amount["balances"][0]["free"] = "lots"
-    tickers_without_eth = [copy.deepcopy(st.tickers["BTCEUR"])]
+    unpriced_only = copy.deepcopy(st.account)
+    unpriced_only["balances"] = [{"asset": "ETHW", "free": "2.00000000", "locked": "0.00000000"}]
     faults: dict[str, Callable[[str], None] | None] = {
         HEALTHY: None,
         "binance-refused": None,
@@ -118,7 +126,7 @@ def switch_for(name: str, fake: bn.BinanceFake) -> FaultSwitch:
         "binance-malformed": on(ACCOUNT, bad_amount),
         "binance-auth": revoke_key,
         "binance-empty": on(ACCOUNT, ""),
-        "binance-partial": on(TICKERS, tickers_without_eth),
+        "binance-unpriced": on(ACCOUNT, unpriced_only),
     }
     if name == "binance-timeout":
         switch = FaultSwitch(3)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from finbot_pipelines.providers import browser
+from finbot_pipelines.providers.base import DEFAULT_BROWSER
 from finbot_pipelines_tests.fakes.portals import AegonProduct, AegonUser, FakePortals
 from finbot_pipelines_tests.faults import (
     FaultRun,
@@ -41,7 +41,7 @@ from finbot_pipelines_tests.faults import (
 )
 
 pytestmark = pytest.mark.skipif(
-    not Path(browser.chromium_executable()).exists(), reason="Chromium is not installed"
+    not Path(DEFAULT_BROWSER).exists(), reason="Chromium is not installed"
 )
 
 PROFILE = "erin"
@@ -69,7 +69,8 @@ class Fault:
     login_posts: int  # login forms it received
 
 
-# The codes are those providers/browser.py and aegon_targetplan.py document.
+# The codes are those providers/browser.py and aegon_targetplan/provider.py document
+# (HTTP statuses are mapped by providers/http.py's error_for_status).
 FAULTS: dict[str, Fault] = {
     # the login page takes longer than the account's timeout_s (Playwright's): retried
     "aegon-timeout": Fault(
@@ -77,8 +78,20 @@ FAULTS: dict[str, Fault] = {
     ),
     # nobody listens on the portal's port: retried
     "aegon-refused": Fault("transient", MAX_ATTEMPTS, "ERR_CONNECTION_REFUSED", 0, 0),
-    "aegon-5xx": Fault("transient", MAX_ATTEMPTS, "answered HTTP 503", MAX_ATTEMPTS, 0),
-    "aegon-429": Fault("rate_limited", MAX_ATTEMPTS, "answered HTTP 429", MAX_ATTEMPTS, 0),
+    "aegon-5xx": Fault(
+        "transient",
+        MAX_ATTEMPTS,
+        "login page (/targetplanUI/login) failed (HTTP 503)",
+        MAX_ATTEMPTS,
+        0,
+    ),
+    "aegon-429": Fault(
+        "rate_limited",
+        MAX_ATTEMPTS,
+        "login page (/targetplanUI/login) is rate limiting (HTTP 429)",
+        MAX_ATTEMPTS,
+        0,
+    ),
     # the card values moved to another element: the layout changed, never a guessed value
     "aegon-malformed": Fault("provider_error", 1, "value (span.currency-hero) not found", 1, 1),
     "aegon-auth": Fault("authentication_failure", 1, "login refused", 1, 1),

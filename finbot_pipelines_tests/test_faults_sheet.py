@@ -74,7 +74,7 @@ class Fault:
     requests: tuple[str, ...]  # what the fake received at the fault hour, in order
 
 
-# The codes are those providers/google_sheets.py documents for each answer.
+# The codes are those finbot_pipelines/providers/google_sheets/ (client.py) gives each answer.
 FAULTS: dict[str, Fault] = {
     # the fake holds the token request past fetch.timeout_s: the ingest's timeout, retried
     "sheet-timeout": Fault(

@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
+from pydantic import Field
 
 from finbot_pipelines.config.schema import LinkedAccount
 from finbot_pipelines.defs.ingest.assets import refuse_past_hours
 from finbot_pipelines.providers import registry
 from finbot_pipelines.providers.base import (
+    FetchContext,
+    Provider,
+    ProviderCredentials,
+    ProviderOptions,
+    ProviderSpec,
+    public,
+    secret,
+)
+from finbot_pipelines.providers.contract import (
     AuthenticationFailure,
-    CredentialField,
+    FetchWarning,
     Item,
     RateLimited,
     Snapshot,
@@ -25,6 +37,7 @@ from finbot_pipelines.providers.base import (
     TransientError,
 )
 from finbot_pipelines.providers.fetching import (
+    CredentialsUnavailable,
     FetchTask,
     RetryPolicy,
     iter_fetches,
@@ -36,54 +49,151 @@ HOUR = datetime(2026, 3, 2, 9)
 SNAP = Snapshot(
     (
         SubAccount(
-            "cur", "Current", "GBP", "depository", (Item("Cash", "asset", "cash", "cash", 10.0),)
+            "cur",
+            "Current",
+            "GBP",
+            "depository",
+            (Item("Cash", "asset", "cash", "cash", Decimal("10.00")),),
         ),
     )
 )
 
 
-@dataclass
-class ScriptedProvider:
-    """Raises the scripted errors in order, then returns SNAP; records every call."""
+class ScriptedOptions(ProviderOptions):
+    x: int = Field(default=0, description="a number")
 
-    script: list[BaseException | float] = field(default_factory=list)
-    id: str = "scripted"
-    description: str = "test provider"
-    credential_fields: tuple[CredentialField, ...] = ()
-    supports_historical: bool = True
-    calls: list[Mapping[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def validate_options(self, options: Mapping[str, Any]) -> None:
-        return None
+class ScriptedCredentials(ProviderCredentials):
+    username: str | None = public("a user name", default=None)
+    password: str | None = secret("a password", default=None)
+
+
+SCRIPTED = ProviderSpec(
+    id="scripted",
+    description="test provider",
+    options=ScriptedOptions,
+    credentials=ScriptedCredentials,
+    supports_historical=True,
+)
+
+
+class ScriptedProvider(Provider[ScriptedOptions, ScriptedCredentials]):
+    """Raises the scripted errors in order, then returns its snapshot; records every call."""
+
+    spec = SCRIPTED
+
+    def __init__(
+        self, script: list[BaseException | float] | None = None, snapshot: Snapshot = SNAP
+    ) -> None:
+        self.script = list(script or [])
+        self.snapshot = snapshot
+        self.calls: list[FetchContext] = []
+        self.lock = threading.Lock()
 
     def fetch(
-        self, credentials: Mapping[str, str], options: Mapping[str, Any], as_of: datetime
+        self, ctx: FetchContext, options: ScriptedOptions, credentials: ScriptedCredentials
     ) -> Snapshot:
         with self.lock:
-            self.calls.append(dict(options))
+            self.calls.append(ctx)
             step = self.script.pop(0) if self.script else None
         if isinstance(step, BaseException):
             raise step
         if isinstance(step, float):
             time.sleep(step)
-        return SNAP
+        return self.snapshot
 
 
 POLICY = RetryPolicy(timeout_s=1.0, max_attempts=3, backoff_s=0.5, max_workers=4)
 
 
 def task(
-    p: ScriptedProvider, creds: Mapping[str, str] | None = None, account: str = "acc"
+    p: ScriptedProvider, creds: Mapping[str, Any] | None = None, account: str = "acc"
 ) -> FetchTask:
     return FetchTask(HOUR, account, p, {"x": 1}, lambda: creds or {})
 
 
-def test_success_first_try_passes_the_linked_account_id() -> None:
+def task_with(p: ScriptedProvider, options: Mapping[str, Any]) -> FetchTask:
+    return FetchTask(HOUR, "acc", p, options)
+
+
+def test_success_first_try_passes_the_context() -> None:
     p = ScriptedProvider()
-    out = run_one(task(p), POLICY, sleep=lambda s: None)
+    t = FetchTask(
+        HOUR,
+        "acc",
+        p,
+        {"x": 1},
+        valuation_ccy="EUR",
+        priced_units=frozenset({"BTC"}),
+        debug_dir=Path("/tmp/debug"),
+        browser="/opt/chromium",
+    )
+    out = run_one(t, POLICY, sleep=lambda s: None)
     assert out.ok and out.attempts == 1 and out.snapshot == SNAP
-    assert p.calls == [{"x": 1, "_linked_account_id": "acc"}]
+    assert p.calls == [
+        FetchContext("acc", HOUR, "EUR", frozenset({"BTC"}), Path("/tmp/debug"), "/opt/chromium")
+    ]
+
+
+def test_bad_options_fail_the_fetch_naming_the_field() -> None:
+    out = run_one(task_with(ScriptedProvider(), {"x": "one"}), POLICY, sleep=lambda s: None)
+    assert (out.ok, out.error_code, out.attempts) == (False, "invalid_options", 1)
+    assert out.error_message == "options.x: expected a whole number, got 'one'"
+
+
+def test_bad_credentials_never_quote_the_value() -> None:
+    out = run_one(
+        task(ScriptedProvider(), {"password": ["hunter2-secret"]}),  # type: ignore[dict-item]
+        POLICY,
+        sleep=lambda s: None,
+    )
+    assert (out.ok, out.error_code) == (False, "credentials_error")
+    assert out.error_message == "scripted credentials: password: expected a string"
+    assert "hunter2" not in (out.error_message or "")
+
+
+def test_an_unreadable_vault_is_a_credentials_error() -> None:
+    def broken() -> Mapping[str, Any]:
+        raise CredentialsUnavailable("the vault key does not match")
+
+    out = run_one(FetchTask(HOUR, "acc", ScriptedProvider(), {}, broken), POLICY)
+    assert (out.ok, out.error_code) == (False, "credentials_error")
+    assert "could not be read from the vault: the vault key does not match" in (
+        out.error_message or ""
+    )
+
+
+def test_warnings_reach_the_outcome() -> None:
+    warned = SNAP.with_warnings(FetchWarning("reconciliation", "balance 10 vs holdings 8"))
+    out = run_one(task(ScriptedProvider(snapshot=warned)), POLICY, sleep=lambda s: None)
+    assert out.snapshot is not None
+    assert out.snapshot.warnings == (FetchWarning("reconciliation", "balance 10 vs holdings 8"),)
+
+
+def test_unpriced_items_warn_and_an_all_unpriced_snapshot_fails() -> None:
+    def wallet(*items: Item) -> Snapshot:
+        return Snapshot((SubAccount("w", "Wallet", "USD", "investment", items),))
+
+    eth = Item(
+        "ETH", "asset", "crypto", "crypto_currency", Decimal(5), Decimal("0.002"), unit="ETH"
+    )
+    foo = Item("FOO", "asset", "crypto", "crypto_currency", None, Decimal(100), unit="FOO")
+    btc = Item("BTC", "asset", "crypto", "crypto_currency", None, Decimal("0.5"), unit="BTC")
+    # partly unpriced: the rest stays, FOO is named in a warning
+    out = run_one(task(ScriptedProvider(snapshot=wallet(eth, foo))), POLICY)
+    assert out.snapshot is not None
+    (w,) = out.snapshot.warnings
+    assert w.code == "unpriced" and "'FOO' (100 FOO)" in w.message and "unit_prices" in w.message
+    # everything unpriced: a failure naming the currencies, never a success worth 0
+    out = run_one(task(ScriptedProvider(snapshot=wallet(foo))), POLICY)
+    assert (out.ok, out.error_code) == (False, "unpriced")
+    assert "FOO" in (out.error_message or "")
+    # a unit the household's unit prices know is valued downstream: no warning, no failure
+    t = FetchTask(
+        HOUR, "acc", ScriptedProvider(snapshot=wallet(btc)), {}, priced_units=frozenset({"BTC"})
+    )
+    out = run_one(t, POLICY)
+    assert out.snapshot is not None and out.snapshot.warnings == ()
 
 
 def test_transient_errors_are_retried_with_exponential_backoff() -> None:
@@ -149,13 +259,7 @@ def test_credentials_in_error_messages_are_masked() -> None:
 def test_invalid_snapshot_is_a_provider_error() -> None:
     bad = Snapshot((SubAccount("x", "X", "gbp", "depository", ()),))
 
-    class Bad(ScriptedProvider):
-        def fetch(
-            self, credentials: Mapping[str, str], options: Mapping[str, Any], as_of: datetime
-        ) -> Snapshot:
-            return bad
-
-    out = run_one(task(Bad()), POLICY, sleep=lambda s: None)
+    out = run_one(task(ScriptedProvider(snapshot=bad)), POLICY, sleep=lambda s: None)
     assert (out.ok, out.error_code) == (False, "provider_error")
 
 
@@ -195,10 +299,10 @@ def test_one_failure_does_not_stop_the_others() -> None:
 
 
 def test_past_hours_are_refused_for_live_providers(monkeypatch: pytest.MonkeyPatch) -> None:
-    live = ScriptedProvider(id="live", supports_historical=False)
-    real_get = registry.get_provider
+    live = dataclasses.replace(SCRIPTED, id="live", supports_historical=False)
+    real_get = registry.get_spec
     monkeypatch.setattr(
-        "finbot_pipelines.defs.ingest.assets.get_provider",
+        "finbot_pipelines.defs.ingest.assets.get_spec",
         lambda pid: live if pid == "live" else real_get(pid),
     )
     accounts = [

@@ -18,7 +18,7 @@ import pytest
 from finbot_pipelines.defs.market.assets import build_fx_asset
 from finbot_pipelines.defs.partitions import daily_partitions
 from finbot_pipelines.defs.resources import FinbotHome
-from finbot_pipelines.providers.base import ProviderPayloadError, TransientError
+from finbot_pipelines.providers.contract import ProviderPayloadError, TransientError
 from finbot_pipelines.providers.ecb_rates import (
     choose_file,
     fetch_rates,

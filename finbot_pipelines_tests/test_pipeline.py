@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import dagster as dg
 import duckdb
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 
 from finbot_pipelines.cli import main
 from finbot_pipelines.config.paths import HomePaths
-from finbot_pipelines.providers.dummy import dummy_snapshot
+from finbot_pipelines.providers.dummy.provider import dummy_snapshot
 from finbot_pipelines_tests.conftest import E2E_CONFIG, BuiltHome
 
 RAW_TABLES = ("fetches", "sub_accounts", "items", "linked_account_hours")
@@ -42,7 +43,8 @@ def expected_profile_valuations(first: datetime, hours: int) -> pd.DataFrame:
             snap = dummy_snapshot(acc["id"], acc["options"], source)
             for sub in snap.sub_accounts:
                 for item in sub.items:
-                    value = item.value / per_eur[sub.currency] * per_eur[ccy[acc["profile"]]]
+                    assert item.value is not None
+                    value = float(item.value) / per_eur[sub.currency] * per_eur[ccy[acc["profile"]]]
                     rows.append((acc["profile"], hour, item.item_type, value))
     df = pd.DataFrame(rows, columns=["profile_id", "valuation_hour", "item_type", "value"])
     assets = df[df.item_type == "asset"].groupby(["profile_id", "valuation_hour"]).value.sum()
@@ -161,6 +163,48 @@ def test_finbot_sql_reads_the_published_file(built_home: BuiltHome, fmt: str) ->
         assert res.output.splitlines() == ["profile_id,hours", "alice,24", "bruno,24"]
     else:
         assert "alice" in res.output and "24" in res.output
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_finbot_sql_prints_every_amount_exactly(built_home: BuiltHome, fmt: str) -> None:
+    """Amounts are DECIMAL: every format prints their digits, never a float's noise, and
+    units and rates are not rounded."""
+    query = (
+        "select item_name, units, value_sub_account_ccy, value, fx_rate "
+        "from marts.fct_item_valuation_hourly where units is not null "
+        "order by valuation_hour, linked_account_id, sub_account_id, item_name limit 40"
+    )
+    with duckdb.connect(str(HomePaths(built_home.home).published), read_only=True) as con:
+        expected = con.execute(query).fetchall()
+    res = CliRunner().invoke(main, ["--home", str(built_home.home), "sql", query, "--format", fmt])
+    assert res.exit_code == 0, res.output
+
+    def text(d: Decimal) -> str:  # the exact digits, without trailing zeros
+        return format(d.normalize(), "f") if d != 0 else "0"
+
+    if fmt == "json":
+        rows = json.loads(res.output, parse_float=Decimal)
+        assert [
+            (r["item_name"], r["units"], r["value_sub_account_ccy"], r["value"]) for r in rows
+        ] == [(n, u, vs, v) for n, u, vs, v, _ in expected]
+        assert '"units": "' not in res.output  # numbers, not strings
+    elif fmt == "csv":
+        lines = res.output.splitlines()[1:]
+        assert lines == [f"{n},{text(u)},{text(vs)},{text(v)},{r!r}" for n, u, vs, v, r in expected]
+    else:
+        body = res.output.splitlines()[2:]  # after the header and its rule
+        assert len(body) == len(expected)
+        for line, (n, u, vs, v, r) in zip(body, expected, strict=True):
+            cells = line.replace(",", "").split()
+            assert cells[-4:] == [
+                text(u),
+                text(vs),
+                # valuation amounts keep at least 2 decimals
+                text(v) if len(text(v).partition(".")[2]) >= 2 else f"{v:.2f}",
+                repr(r),
+            ], line
+            assert line.startswith(n)
+    assert "99999999" not in res.output and "00000001" not in res.output
 
 
 def test_finbot_sql_error_is_clear(built_home: BuiltHome) -> None:

@@ -2,52 +2,97 @@
 
 The fakes answer from ``shared/data/api-examples/ccxt_*_responses.json`` plus the
 scenario additions declared below (each marked). Expected values are worked out
-here by hand from those numbers, never by the code under test.
+here by hand from those numbers (Decimal literals, multiplied and divided in the
+test, quantized to 10 places), never by the code under test. Every fetch goes
+through the one production path (``fetch_snapshot``: options and credentials
+models, the provider, the snapshot checks) with the production ccxt client.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from finbot_pipelines.providers import registry
-from finbot_pipelines.providers.base import (
-    LINKED_ACCOUNT_ID_OPTION,
+from finbot_pipelines.providers.base import FetchContext, Provider, fetch_snapshot
+from finbot_pipelines.providers.contract import (
     AuthenticationFailure,
     CredentialsError,
     FetchTimeout,
+    FetchWarning,
     Item,
-    Provider,
+    OptionsError,
     ProviderError,
     ProviderPayloadError,
     RateLimited,
     RetiredProvider,
     Snapshot,
     TransientError,
+    UnpricedError,
 )
-from finbot_pipelines.providers.crypto_exchange import (
+from finbot_pipelines.providers.exchanges import options as exchange_options
+from finbot_pipelines.providers.exchanges.client import ExchangeClient, rebase_urls
+from finbot_pipelines.providers.exchanges.options import (
+    CCXT_EXCHANGES,
+    RETIRED_EXCHANGES,
+    ExchangeCredentials,
+    ExchangeOptions,
+)
+from finbot_pipelines.providers.exchanges.provider import (
     BinanceProvider,
     CcxtProvider,
     KrakenProvider,
-    rebase_urls,
+)
+from finbot_pipelines.providers.exchanges.valuation import (
+    Market,
+    MarketGraph,
+    base_asset,
+    quote_candidates,
 )
 from finbot_pipelines.providers.fetching import FetchTask, RetryPolicy, run_one
-from finbot_pipelines_tests.conftest import SHARED_DATA
+from finbot_pipelines.providers.http import Masker
+from finbot_pipelines_tests.conftest import REPO, SHARED_DATA
 from finbot_pipelines_tests.fakes import binance_server as bn
 from finbot_pipelines_tests.fakes import kraken_server as kr
 
 HOUR = datetime(2026, 1, 5, 10)
 EXAMPLES = SHARED_DATA / "api-examples"
+D = Decimal
+TEN_PLACES = D("1e-10")
+
+
+def q(value: Decimal) -> Decimal:
+    """A computed value as the providers round it: 10 decimal places, half even."""
+    return value.quantize(TEN_PLACES)
 
 
 def _examples(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((EXAMPLES / name).read_text())
+    data: dict[str, Any] = json.loads((EXAMPLES / name).read_text(), parse_float=Decimal)
     return data
+
+
+def fetch(
+    provider_id: str,
+    options: dict[str, Any],
+    credentials: dict[str, Any],
+    *,
+    valuation_ccy: str | None = None,
+    priced_units: frozenset[str] = frozenset(),
+) -> Snapshot:
+    """One fetch through the production path (options, credentials, provider, checks)."""
+    ctx = FetchContext(
+        f"{provider_id}-main", HOUR, valuation_ccy=valuation_ccy, priced_units=priced_units
+    )
+    spec = registry.get_spec(provider_id)
+    return fetch_snapshot(spec, registry.get_provider(provider_id), ctx, options, credentials)
 
 
 def _items(snapshot: Snapshot) -> dict[str, Item]:
@@ -55,25 +100,50 @@ def _items(snapshot: Snapshot) -> dict[str, Item]:
     return {i.name: i for i in sa.items}
 
 
+def _values(snapshot: Snapshot) -> dict[str, Decimal | None]:
+    return {name: item.value for name, item in _items(snapshot).items()}
+
+
+def _warnings(snapshot: Snapshot, code: str) -> list[str]:
+    return [w.message for w in snapshot.warnings if w.code == code]
+
+
 # =========================================================================== Kraken
 
 KRAKEN_CREDS = {"api_key": kr.API_KEY, "api_secret": kr.API_SECRET}
 
+# From the examples: BalanceEx ZUSD 25435.21 and XXBT 1.2435 (JSON numbers, hold_trade
+# part of them), Ticker XBTUSDT last trade c[0] "73380.60000".
+EX_USD = D("25435.21")
+EX_BTC = D("1.2435")
+EX_XBT_USDT = D("73380.60000")
+
 # Scenario additions (not in the examples): prices as Kraken quotes them, last trade.
-KRAKEN_USDT_USD = "0.99950"  # USDTZUSD: no XBT/USD pair in this fake, so BTC is bridged via USDT
+KRAKEN_USDT_USD = "0.99950"  # USDTZUSD: no XBT/USD pair in this fake, so BTC goes via USDT
 KRAKEN_EUR_USD = "1.08500"  # ZEURZUSD
 KRAKEN_ETH_USD = "3000.00"  # XETHZUSD
 KRAKEN_EXTRA_BALANCES = {  # asset id -> (balance, hold_trade)
     "ZEUR": (1500.0, 0.0),  # fiat: cash
     "USDT": (300.0, 100.0),  # stablecoin; hold_trade is part of balance (not added)
-    "XETH": (0.0002, 0.0),  # 0.0002 * 3000 = 0.60 USD: dust below 1.0, skipped
+    "XETH": (0.0002, 0.0),  # 0.0002 * 3000 = 0.60 USD: dust below 1.0, left out
     "KFEE": (1250.0, 0.0),  # Kraken fee credits: ignored, never valued
 }
 
 
+def kraken_examples_fake() -> Iterator[kr.KrakenFake]:
+    with kr.kraken_fake(kr.KrakenFake.state_from_examples(SHARED_DATA)) as fake:
+        yield fake
+
+
+@pytest.fixture
+def kraken_examples() -> Iterator[kr.KrakenFake]:
+    """The published example answers, nothing added."""
+    yield from kraken_examples_fake()
+
+
 @pytest.fixture
 def kraken() -> Iterator[kr.KrakenFake]:
-    with kr.kraken_fake(kr.KrakenFake.state_from_examples(SHARED_DATA)) as fake:
+    for fake in kraken_examples_fake():
         for asset, (balance, hold) in KRAKEN_EXTRA_BALANCES.items():
             fake.add_balance(asset, balance, hold)
         fake.add_ticker("USDTZUSD", KRAKEN_USDT_USD)
@@ -83,31 +153,23 @@ def kraken() -> Iterator[kr.KrakenFake]:
 
 
 def kraken_options(fake: kr.KrakenFake, **extra: Any) -> dict[str, Any]:
-    return {
-        "api_url": fake.url,
-        "enable_rate_limit": False,
-        LINKED_ACCOUNT_ID_OPTION: "kraken-main",
-        **extra,
-    }
+    return {"api_url": fake.url, "enable_rate_limit": False, **extra}
 
 
-def kraken_expected() -> dict[str, float]:
+def kraken_expected_usd() -> dict[str, Decimal]:
     """Item values in USD, by hand from the example answers and the additions above."""
-    ex = _examples("ccxt_kraken_responses.json")
-    bal = ex["POST /0/private/BalanceEx"]["result"]
-    xbt_usdt = float(ex["GET /0/public/Ticker?pair=XBTUSDT"]["result"]["XBTUSDT"]["c"][0])
-    usdt_usd = float(KRAKEN_USDT_USD)
+    usdt_usd, eur_usd = D(KRAKEN_USDT_USD), D(KRAKEN_EUR_USD)
     return {
-        "USD": float(bal["ZUSD"]["balance"]),  # 25435.21: balance is the total
-        "BTC": float(bal["XXBT"]["balance"]) * xbt_usdt * usdt_usd,  # BTC -> USDT -> USD
-        "EUR": 1500.0 * float(KRAKEN_EUR_USD),
-        "USDT": 300.0 * usdt_usd,
+        "USD": EX_USD,  # 25435.21: balance is the total
+        "BTC": EX_BTC * EX_XBT_USDT * usdt_usd,  # BTC -> USDT -> USD, exact: 91203.15171195
+        "EUR": D("1500") * eur_usd,  # 1627.5
+        "USDT": D("300") * usdt_usd,  # 299.85
     }
 
 
-def test_kraken_values_a_realistic_account(kraken: kr.KrakenFake) -> None:
-    snap = KrakenProvider().fetch(KRAKEN_CREDS, kraken_options(kraken), HOUR)
-    snap.validate()
+def test_kraken_example_balances_with_the_fixture_ticker(kraken_examples: kr.KrakenFake) -> None:
+    """The published answers alone: BTC has a market (BTC/USDT) but no path to any fiat."""
+    snap = fetch("kraken", kraken_options(kraken_examples), KRAKEN_CREDS)
     (sa,) = snap.sub_accounts
     assert (sa.id, sa.name, sa.currency, sa.account_type) == (
         "kraken",
@@ -116,31 +178,66 @@ def test_kraken_values_a_realistic_account(kraken: kr.KrakenFake) -> None:
         "investment",
     )
     items = _items(snap)
-    expected = kraken_expected()
-    assert set(items) == set(expected)  # ETH dust and KFEE left out
-    for name, value in expected.items():
-        assert items[name].value == pytest.approx(value, rel=1e-12), name
-    # the same numbers written out: 1.2435 XBT * 73380.6 USDT * 0.9995 USD
-    assert items["BTC"].value == pytest.approx(91203.15171195, abs=1e-6)
-    assert sum(i.value for i in items.values()) == pytest.approx(
-        25435.21 + 91203.15171195 + 1627.5 + 299.85, abs=1e-6
+    assert items["USD"].value == D("25435.21") and items["USD"].units == D("25435.21")
+    btc = items["BTC"]  # XXBT -> BTC (ccxt's code); unpriced, kept with its units
+    assert (btc.value, btc.units, btc.unit, btc.symbol) == (None, D("1.2435"), "BTC", "BTC")
+    (unpriced,) = _warnings(snap, "unpriced")
+    assert "'BTC' (1.2435 BTC)" in unpriced
+    # the household's unit prices can value BTC downstream: no warning
+    snap = fetch(
+        "kraken", kraken_options(kraken_examples), KRAKEN_CREDS, priced_units=frozenset({"BTC"})
     )
+    assert _items(snap)["BTC"].value is None and snap.warnings == ()
+    # one more market, USDT/USD: BTC -> USDT -> USD, 1.2435 * 73380.6 * 0.9995 exactly
+    kraken_examples.add_ticker("USDTZUSD", KRAKEN_USDT_USD)
+    snap = fetch("kraken", kraken_options(kraken_examples), KRAKEN_CREDS)
+    assert _values(snap) == {"USD": D("25435.21"), "BTC": D("91203.15171195")}
+    assert snap.warnings == ()
+
+
+def test_kraken_values_a_realistic_account(kraken: kr.KrakenFake) -> None:
+    snap = fetch("kraken", kraken_options(kraken), KRAKEN_CREDS, valuation_ccy="USD")
+    (sa,) = snap.sub_accounts
+    assert (sa.id, sa.name, sa.currency, sa.account_type) == (
+        "kraken",
+        "Kraken",
+        "USD",
+        "investment",
+    )
+    items = _items(snap)
+    expected = kraken_expected_usd()
+    assert _values(snap) == expected  # ETH dust and KFEE left out; exact Decimals
+    assert items["BTC"].value == D("91203.15171195")
+    assert sum(expected.values()) == D("25435.21") + D("91203.15171195") + D("1627.5") + D("299.85")
     btc, usd, eur, usdt = items["BTC"], items["USD"], items["EUR"], items["USDT"]
-    assert (btc.asset_class, btc.asset_type, btc.units, btc.symbol) == (
+    assert (btc.asset_class, btc.asset_type, btc.units, btc.symbol, btc.unit) == (
         "crypto",
         "crypto_currency",
-        1.2435,
+        D("1.2435"),
+        "BTC",
         "BTC",
     )
-    assert (usd.asset_class, usd.asset_type, usd.units) == ("cash", "cash", 25435.21)
-    assert (eur.asset_class, eur.asset_type, eur.units, eur.currency) == (
+    assert (usd.asset_class, usd.asset_type, usd.units, usd.currency) == (
         "cash",
         "cash",
-        1500.0,
+        D("25435.21"),
+        "USD",
+    )
+    assert (eur.asset_class, eur.asset_type, eur.units, eur.currency, eur.unit) == (
+        "cash",
+        "cash",
+        D("1500"),
+        "EUR",
         "EUR",
     )
-    assert (usdt.asset_class, usdt.asset_type, usdt.units) == ("crypto", "stable_coin", 300.0)
+    assert (usdt.asset_class, usdt.asset_type, usdt.units) == ("crypto", "stable_coin", D("300"))
+    assert all(
+        isinstance(i.value, Decimal) and isinstance(i.units, Decimal) for i in items.values()
+    )
     assert all(i.item_type == "asset" for i in items.values())
+    (dust,) = _warnings(snap, "skipped")
+    assert "dust_threshold 1 USD" in dust and "ETH (0.0002 ETH, worth 0.6 USD)" in dust
+    assert "KFEE" not in dust and not _warnings(snap, "unpriced")
     # the wire conversation ccxt had with the fake
     assert kraken.state.requests == [
         "GET /0/public/Assets",
@@ -150,45 +247,168 @@ def test_kraken_values_a_realistic_account(kraken: kr.KrakenFake) -> None:
     ]
 
 
-def test_kraken_dust_threshold_and_quote_currency(kraken: kr.KrakenFake) -> None:
-    # threshold 0: the 0.60 USD of ETH is kept
-    items = _items(
-        KrakenProvider().fetch(KRAKEN_CREDS, kraken_options(kraken, dust_threshold=0), HOUR)
-    )
-    assert items["ETH"].value == pytest.approx(0.0002 * 3000.0)
-    # valued in EUR: USD cash through the inverted EUR/USD pair, BTC via USDT/USD then USD/EUR
-    opts = kraken_options(kraken, quote_ccy="EUR", bridges=["USDT", "USD"])
-    snap = KrakenProvider().fetch(KRAKEN_CREDS, opts, HOUR)
+def test_kraken_values_in_the_profile_currency(kraken: kr.KrakenFake) -> None:
+    """A EUR profile: USD through the inverted EUR/USD, BTC via USDT/USD then USD/EUR."""
+    snap = fetch("kraken", kraken_options(kraken), KRAKEN_CREDS, valuation_ccy="EUR")
     assert snap.sub_accounts[0].currency == "EUR"
-    items = _items(snap)
-    eur_usd = float(KRAKEN_EUR_USD)
-    assert items["EUR"].value == pytest.approx(1500.0)
-    assert items["USD"].value == pytest.approx(25435.21 / eur_usd, rel=1e-12)
-    assert items["BTC"].value == pytest.approx(
-        1.2435 * 73380.6 * float(KRAKEN_USDT_USD) / eur_usd, rel=1e-12
+    eur_usd, usdt_usd = D(KRAKEN_EUR_USD), D(KRAKEN_USDT_USD)
+    assert _values(snap) == {
+        "EUR": D("1500"),
+        "USD": q(D("25435.21") / eur_usd),  # 23442.5898617512
+        "BTC": q(D("1.2435") * D("73380.6") * usdt_usd / eur_usd),  # 84058.2043428111
+        "USDT": q(D("300") * usdt_usd / eur_usd),  # 276.3594470046
+    }
+    assert _values(snap)["BTC"] == D("84058.2043428111")
+    (dust,) = _warnings(snap, "skipped")  # 0.0002 * 3000 / 1.085 = 0.55 EUR
+    assert "ETH (0.0002 ETH, worth 0.5529953917 EUR)" in dust
+    # quote_ccy overrides the profile's currency
+    snap = fetch(
+        "kraken", kraken_options(kraken, quote_ccy="USD"), KRAKEN_CREDS, valuation_ccy="EUR"
     )
+    assert snap.sub_accounts[0].currency == "USD"
+    assert _values(snap) == kraken_expected_usd()
+    # a profile currency Kraken cannot reach here (no GBP market): valued in USD instead
+    snap = fetch("kraken", kraken_options(kraken), KRAKEN_CREDS, valuation_ccy="GBP")
+    assert snap.sub_accounts[0].currency == "USD"
+    assert _values(snap) == kraken_expected_usd()
+
+
+def test_kraken_dust_threshold(kraken: kr.KrakenFake) -> None:
+    # threshold 0: the 0.60 USD of ETH is kept, nothing skipped
+    snap = fetch("kraken", kraken_options(kraken, dust_threshold=0), KRAKEN_CREDS)
+    assert _items(snap)["ETH"].value == D("0.0002") * D("3000")
+    assert not _warnings(snap, "skipped")
+    # threshold 300 USD: USDT (299.85) is dust too
+    snap = fetch("kraken", kraken_options(kraken, dust_threshold=300), KRAKEN_CREDS)
+    assert set(_items(snap)) == {"USD", "BTC", "EUR"}
+    (dust,) = _warnings(snap, "skipped")
+    assert "ETH (0.0002 ETH, worth 0.6 USD)" in dust
+    assert "USDT (300 USDT, worth 299.85 USD)" in dust
+
+
+# Staking / earn balances, as Kraken lists them (asset id -> amount), and their base asset.
+KRAKEN_STAKING = {
+    "ETH2.S": ("1.5", "ETH"),  # staked ETH
+    "ETH2": ("0.25", "ETH"),  # ETH staked before the merge, not yet staked again
+    "ETH.F": ("0.5", "ETH"),  # auto earn
+    "XBT.M": ("0.1", "BTC"),  # opt-in rewards; ccxt's code BTC.M (XBT -> BTC)
+    "DOT.S": ("12", "DOT"),  # staked DOT
+    "DOT28.S": ("10", "DOT"),  # staked DOT with a 28-day lock period
+    "SOL.B": ("2", "SOL"),  # bonded SOL
+    "KSM.P": ("2.5", "KSM"),  # parachain KSM: no KSM market here, unpriced
+    "USD.HOLD": ("100", "USD"),  # fiat on hold
+}
+KRAKEN_DOT_USD = "4.1234"
+KRAKEN_SOL_USD = "150.25"
+
+
+def test_kraken_staking_and_earn_balances_are_valued_as_their_base(kraken: kr.KrakenFake) -> None:
+    for asset, (amount, _) in KRAKEN_STAKING.items():
+        kraken.add_balance(asset, D(amount))
+    kraken.add_ticker("DOTUSD", KRAKEN_DOT_USD)
+    kraken.add_ticker("SOLUSD", KRAKEN_SOL_USD)
+    kraken.add_ticker("ETH2.SETH", "0.98000")  # ETH2.S's own market: not used, 1 ETH2.S = 1 ETH
+    snap = fetch("kraken", kraken_options(kraken), KRAKEN_CREDS, valuation_ccy="USD")
+    items = _items(snap)
+    eth, btc = D(KRAKEN_ETH_USD), EX_XBT_USDT * D(KRAKEN_USDT_USD)
+    dot, sol = D(KRAKEN_DOT_USD), D(KRAKEN_SOL_USD)
+    expected = {
+        "ETH2.S": D("1.5") * eth,  # 4500
+        "ETH2": D("0.25") * eth,  # 750
+        "ETH.F": D("0.5") * eth,  # 1500
+        "BTC.M": D("0.1") * btc,  # 7334.39097
+        "DOT.S": D("12") * dot,  # 49.4808
+        "DOT28.S": D("10") * dot,  # 41.234
+        "SOL.B": D("2") * sol,  # 300.5
+        "KSM.P": None,
+        "USD.HOLD": D("100"),
+    }
+    assert {k: items[k].value for k in expected} == expected
+    assert items["ETH2.S"].value == D("4500") and items["BTC.M"].value == D("7334.39097")
+    code = {"XBT.M": "BTC.M"}
+    for asset, (amount, base) in KRAKEN_STAKING.items():
+        item = items[code.get(asset, asset)]
+        assert (item.name, item.symbol, item.unit, item.units) == (
+            code.get(asset, asset),
+            code.get(asset, asset),
+            base,
+            D(amount),
+        ), asset
+    assert (items["USD.HOLD"].asset_class, items["USD.HOLD"].currency) == ("cash", "USD")
+    assert items["ETH2.S"].asset_class == "crypto" and items["KSM.P"].units == D("2.5")
+    # the spot balances are still there, the account is not refused: one unpriced warning
+    assert items["USD"].value == EX_USD and items["BTC"].value == D("91203.15171195")
+    (unpriced,) = _warnings(snap, "unpriced")
+    assert "'KSM.P' (2.5 KSM)" in unpriced
+    # with a unit price for KSM downstream, no warning at all (the dust warning aside)
+    snap = fetch("kraken", kraken_options(kraken), KRAKEN_CREDS, priced_units=frozenset({"KSM"}))
+    assert not _warnings(snap, "unpriced")
+
+
+def test_kraken_codes_of_staking_variants_follow_ccxt() -> None:
+    """What ccxt's kraken safe_currency_code does with the ids (read from ccxt's source:
+    the part before the dot is mapped, the suffix kept), and the base finbot values."""
+    import ccxt
+
+    exchange = ccxt.kraken()
+    listed = {"BTC", "ETH", "DOT", "SOL", "USD", "USDT", "API3"}
+    cases = {  # asset id -> (ccxt code, base)
+        "XXBT": ("BTC", "BTC"),
+        "XBT.M": ("BTC.M", "BTC"),
+        "ETH2.S": ("ETH2.S", "ETH"),
+        "ETH2": ("ETH2", "ETH"),
+        "DOT28.S": ("DOT28.S", "DOT"),
+        "ATOM21.S": ("ATOM21.S", "ATOM"),
+        "API3.S": ("API3.S", "API3"),  # API3 has a market: digits are part of the asset
+        "ETH.F": ("ETH.F", "ETH"),
+        "SOL.B": ("SOL.B", "SOL"),
+        "KSM.P": ("KSM.P", "KSM"),
+        "USD.HOLD": ("USD.HOLD", "USD"),
+        "ZUSD": ("USD", "USD"),
+        "KFEE": ("KFEE", "KFEE"),
+    }
+    for asset_id, (code, base) in cases.items():
+        assert exchange.safe_currency_code(asset_id) == code, asset_id
+        assert base_asset("kraken", code, listed) == base, asset_id
+
+
+def test_binance_simple_earn_codes() -> None:
+    listed = {"BTC", "USDT", "LDO", "EUR", "ETH"}
+    assert base_asset("binance", "LDBTC", listed) == "BTC"
+    assert base_asset("binance", "LDUSDT", listed) == "USDT"
+    assert base_asset("binance", "LDO", listed) == "LDO"  # a token with its own markets
+    assert base_asset("binance", "LDLDO", listed) == "LDO"
+    assert base_asset("binance", "LDXYZ", listed) == "LDXYZ"  # no XYZ market: itself
+    assert base_asset("kraken", "LDBTC", listed) == "LDBTC"  # a Binance convention only
+    assert base_asset("okx", "ETH2.S", listed) == "ETH2.S"  # a Kraken convention only
+
+
+def test_kraken_amounts_are_exact(kraken: kr.KrakenFake) -> None:
+    """Balances as Kraken wrote them (a JSON number of 18 digits, a string): never floats."""
+    kraken.add_balance("ZEUR", D("12345678.1234567891"))  # float would read ...123456789
+    kraken.add_balance("XETH", "0.1234567891")  # Kraken's documented form: a string
+    snap = fetch("kraken", kraken_options(kraken), KRAKEN_CREDS, valuation_ccy="USD")
+    items = _items(snap)
+    assert items["EUR"].units == D("12345678.1234567891")
+    # 12345678.1234567891 * 1.085 = 13395060.7639506161735 -> 10 places, half even
+    assert items["EUR"].value == D("13395060.7639506162")
+    assert items["ETH"].units == D("0.1234567891")
+    assert items["ETH"].value == D("0.1234567891") * D("3000")  # 370.3703673
+    assert items["USDT"].units == D("300")
 
 
 def test_kraken_authentication_failures_never_leak_credentials(kraken: kr.KrakenFake) -> None:
     bad_key = {"api_key": "not-the-key-9999", "api_secret": kr.API_SECRET}
     with pytest.raises(AuthenticationFailure, match="EAPI:Invalid key") as err:
-        KrakenProvider().fetch(bad_key, kraken_options(kraken), HOUR)
+        fetch("kraken", kraken_options(kraken), bad_key)
     assert "not-the-key-9999" not in str(err.value)
     assert kr.API_SECRET not in str(err.value)
     assert err.value.__cause__ is None and err.value.__suppress_context__
     # a wrong (but well-formed) secret: the fake rejects the signature
     wrong_secret = {"api_key": kr.API_KEY, "api_secret": "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA=="}
     with pytest.raises(AuthenticationFailure, match="Invalid signature") as err2:
-        KrakenProvider().fetch(wrong_secret, kraken_options(kraken), HOUR)
+        fetch("kraken", kraken_options(kraken), wrong_secret)
     assert kr.API_KEY not in str(err2.value)
-    # missing / malformed credentials: the user's vault entry, no request sent
-    with pytest.raises(CredentialsError, match="api_secret"):
-        KrakenProvider().fetch({"api_key": kr.API_KEY}, kraken_options(kraken), HOUR)
-    with pytest.raises(CredentialsError, match="base64") as err3:
-        KrakenProvider().fetch(
-            {"api_key": kr.API_KEY, "api_secret": "%%%%"}, kraken_options(kraken), HOUR
-        )
-    assert "%%%%" not in str(err3.value)
     # through the fetch runner: an authentication failure is not retried
     task = FetchTask(HOUR, "kraken-main", KrakenProvider(), kraken_options(kraken), lambda: bad_key)
     outcome = run_one(task, RetryPolicy(backoff_s=0))
@@ -199,118 +419,204 @@ def test_kraken_authentication_failures_never_leak_credentials(kraken: kr.Kraken
     )
 
 
+def test_kraken_credentials_are_checked_before_any_request(kraken: kr.KrakenFake) -> None:
+    # missing / malformed credentials: the user's vault entry, named, never quoted
+    with pytest.raises(CredentialsError, match="api_secret: required"):
+        fetch("kraken", kraken_options(kraken), {"api_key": kr.API_KEY})
+    with pytest.raises(CredentialsError, match="api_key: expected a non-empty string"):
+        fetch("kraken", kraken_options(kraken), {"api_key": "  ", "api_secret": kr.API_SECRET})
+    with pytest.raises(CredentialsError, match="api_secret: expected the base64") as err:
+        fetch("kraken", kraken_options(kraken), {"api_key": kr.API_KEY, "api_secret": "%%%%"})
+    assert "%%%%" not in str(err.value) and kr.API_KEY not in str(err.value)
+    assert kraken.state.requests == []
+
+
 def test_kraken_rate_limit_is_retried_until_the_fake_recovers(kraken: kr.KrakenFake) -> None:
     limited = {"error": ["EAPI:Rate limit exceeded"]}
     kraken.fail_next(limited, path_prefix="/0/private/BalanceEx")
     with pytest.raises(RateLimited, match="Rate limit exceeded"):
-        KrakenProvider().fetch(KRAKEN_CREDS, kraken_options(kraken), HOUR)
+        fetch("kraken", kraken_options(kraken), KRAKEN_CREDS)
     kraken.fail_next(limited, path_prefix="/0/private/BalanceEx")
     task = FetchTask(
-        HOUR, "kraken-main", KrakenProvider(), kraken_options(kraken), lambda: KRAKEN_CREDS
+        HOUR,
+        "kraken-main",
+        KrakenProvider(),
+        kraken_options(kraken),
+        lambda: KRAKEN_CREDS,
+        valuation_ccy="USD",
     )
     outcome = run_one(task, RetryPolicy(backoff_s=0))
     assert outcome.ok and outcome.attempts == 2
     assert outcome.snapshot is not None
-    total = sum(i.value for i in outcome.snapshot.sub_accounts[0].items)
-    assert total == pytest.approx(sum(kraken_expected().values()), rel=1e-12)
+    assert _values(outcome.snapshot) == kraken_expected_usd()
 
 
 def test_kraken_5xx_and_maintenance_are_transient(kraken: kr.KrakenFake) -> None:
     kraken.fail_next("<html><body>502 Bad Gateway</body></html>", status=502)
     with pytest.raises(TransientError) as err:
-        KrakenProvider().fetch(KRAKEN_CREDS, kraken_options(kraken), HOUR)
+        fetch("kraken", kraken_options(kraken), KRAKEN_CREDS)
     assert err.value.code == "transient"
     kraken.fail_next({"error": ["EService:Unavailable"]}, path_prefix="/0/private/")
     with pytest.raises(TransientError, match="EService:Unavailable"):
-        KrakenProvider().fetch(KRAKEN_CREDS, kraken_options(kraken), HOUR)
-    kraken.fail_next("<html>503</html>", status=503, times=2)
+        fetch("kraken", kraken_options(kraken), KRAKEN_CREDS)
+    kraken.fail_next("<html>503</html>", status=503, headers={"Retry-After": "4"}, times=2)
+    with pytest.raises(TransientError) as err3:
+        fetch("kraken", kraken_options(kraken), KRAKEN_CREDS)
+    assert err3.value.retry_after == 4.0  # the server's Retry-After, through providers/http
     task = FetchTask(
         HOUR, "kraken-main", KrakenProvider(), kraken_options(kraken), lambda: KRAKEN_CREDS
     )
-    outcome = run_one(task, RetryPolicy(backoff_s=0))
-    assert outcome.ok and outcome.attempts == 3
+    slept: list[float] = []
+    outcome = run_one(task, RetryPolicy(backoff_s=0), sleep=slept.append)
+    assert outcome.ok and outcome.attempts == 2 and slept == [4.0]
 
 
 def test_kraken_slow_answer_is_a_timeout(kraken: kr.KrakenFake) -> None:
     kraken.state.delay_s = 1.0
     with pytest.raises(FetchTimeout):
-        KrakenProvider().fetch(KRAKEN_CREDS, kraken_options(kraken, timeout_s=0.2), HOUR)
+        fetch("kraken", kraken_options(kraken, timeout_s=0.2), KRAKEN_CREDS)
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "names"),
     [
-        {"error": [], "result": {"XXBT": {"balance": "lots", "hold_trade": "0"}}},
-        {"error": [], "result": {"XXBT": {"hold_trade": "0.5"}}},
-        {"error": []},
-        {"error": [], "result": ["XXBT", 1.2435]},
-        "<html>maintenance page</html>",
-        "",
+        (
+            {"error": [], "result": {"XXBT": {"balance": "lots", "hold_trade": "0"}}},
+            ("XXBT", "balance", "'lots'"),
+        ),
+        ({"error": [], "result": {"XXBT": {"hold_trade": "0.5"}}}, ("XXBT", "'balance'")),
+        ({"error": []}, ("'result'",)),
+        ({"error": [], "result": ["XXBT", 1.2435]}, ("'result'",)),
+        ("<html>maintenance page</html>", ("BalanceEx", "not JSON")),
+        ("", ("BalanceEx", "empty")),
     ],
     ids=["not-a-number", "no-balance", "no-result", "result-is-a-list", "html", "empty"],
 )
-def test_kraken_malformed_balance_is_a_provider_error(kraken: kr.KrakenFake, body: Any) -> None:
+def test_kraken_malformed_balance_is_a_provider_error(
+    kraken: kr.KrakenFake, body: Any, names: tuple[str, ...]
+) -> None:
     kraken.state.balance_body = body
-    with pytest.raises(ProviderPayloadError):
-        KrakenProvider().fetch(KRAKEN_CREDS, kraken_options(kraken), HOUR)
+    with pytest.raises(ProviderPayloadError) as err:
+        fetch("kraken", kraken_options(kraken), KRAKEN_CREDS)
+    for name in names:  # the error names the currency / the field
+        assert name in str(err.value), (name, str(err.value))
 
 
-def test_kraken_unpriced_currency_fails_unless_skipped(kraken: kr.KrakenFake) -> None:
-    # the only path for BTC is XBT/USDT: without its ticker BTC cannot be valued
+def test_kraken_partly_unpriced_account(kraken: kr.KrakenFake) -> None:
+    # the only market of BTC is XBT/USDT: without it BTC has no path, it is unpriced
     del kraken.state.tickers["XBTUSDT"]
-    with pytest.raises(ProviderPayloadError, match=r"cannot value BTC in USD") as err:
-        KrakenProvider().fetch(KRAKEN_CREDS, kraken_options(kraken), HOUR)
-    assert "skip_unpriced" in str(err.value)
-    items = _items(
-        KrakenProvider().fetch(KRAKEN_CREDS, kraken_options(kraken, skip_unpriced=True), HOUR)
+    snap = fetch("kraken", kraken_options(kraken), KRAKEN_CREDS, valuation_ccy="USD")
+    items = _items(snap)
+    assert (items["BTC"].value, items["BTC"].units, items["BTC"].unit) == (None, EX_BTC, "BTC")
+    assert items["USD"].value == EX_USD and items["EUR"].value == D("1627.5")
+    (unpriced,) = _warnings(snap, "unpriced")
+    assert "'BTC' (1.2435 BTC)" in unpriced
+    # skip_unpriced: BTC left out, with a warning naming it
+    snap = fetch("kraken", kraken_options(kraken, skip_unpriced=True), KRAKEN_CREDS)
+    assert set(_items(snap)) == {"USD", "EUR", "USDT"}
+    skipped = _warnings(snap, "skipped")
+    assert any("skip_unpriced" in w and "BTC (1.2435 BTC)" in w for w in skipped), skipped
+    assert not _warnings(snap, "unpriced")
+    # skip_unpriced keeps what the household's unit prices value downstream
+    snap = fetch(
+        "kraken",
+        kraken_options(kraken, skip_unpriced=True),
+        KRAKEN_CREDS,
+        priced_units=frozenset({"BTC"}),
     )
-    assert "BTC" not in items
-    assert items["USD"].value == pytest.approx(25435.21)
-    items = _items(
-        KrakenProvider().fetch(
-            KRAKEN_CREDS, kraken_options(kraken, ignore_currencies=["BTC"]), HOUR
-        )
+    assert _items(snap)["BTC"].value is None and not any(
+        "skip_unpriced" in w for w in _warnings(snap, "skipped")
     )
-    assert set(items) == {"USD", "EUR", "USDT"}
+    # ignore_currencies: never reported, no warning
+    snap = fetch("kraken", kraken_options(kraken, ignore_currencies=["BTC"]), KRAKEN_CREDS)
+    assert set(_items(snap)) == {"USD", "EUR", "USDT"}
+    assert not _warnings(snap, "unpriced")
 
 
-def test_kraken_ticker_without_prices_is_never_a_zero(kraken: kr.KrakenFake) -> None:
+def test_kraken_all_unpriced_account_fails(kraken_examples: kr.KrakenFake) -> None:
+    kraken_examples.state.balances = {"XXBT": {"balance": 1.2435, "hold_trade": 0}}
+    kraken_examples.state.tickers = {}  # no market at all
+    with pytest.raises(UnpricedError, match=r"cannot value anything this account holds: BTC"):
+        fetch("kraken", kraken_options(kraken_examples), KRAKEN_CREDS)
+    # skip_unpriced would leave nothing: a failure naming the currency, never a 0
+    with pytest.raises(UnpricedError, match=r"BTC \(1.2435 BTC\)") as err:
+        fetch("kraken", kraken_options(kraken_examples, skip_unpriced=True), KRAKEN_CREDS)
+    assert err.value.code == "unpriced"
+    # unpriced balances plus dust: still nothing valued, still a failure
+    kraken_examples.state.balances["ZUSD"] = {"balance": 0.5, "hold_trade": 0}
+    with pytest.raises(UnpricedError, match="BTC"):
+        fetch("kraken", kraken_options(kraken_examples, skip_unpriced=True), KRAKEN_CREDS)
+    # priced downstream: a success without a value from the exchange
+    snap = fetch(
+        "kraken", kraken_options(kraken_examples), KRAKEN_CREDS, priced_units=frozenset({"BTC"})
+    )
+    assert _values(snap) == {"BTC": None} and not _warnings(snap, "unpriced")
+
+
+def test_kraken_ticker_without_prices_is_routed_around(kraken: kr.KrakenFake) -> None:
+    """A listed market whose ticker has no price is no path: another path is taken, and
+    without one the balance is unpriced (never 0)."""
+    template = kraken.state.tickers["XBTUSDT"]
+    kraken.state.tickers["XXBTZEUR"] = {**kr.kraken_ticker(template, "1"), "a": [], "b": []}
+    kraken.state.tickers["XXBTZEUR"]["c"] = []
+    snap = fetch("kraken", kraken_options(kraken), KRAKEN_CREDS, valuation_ccy="EUR")
+    # BTC/EUR first (one market), no price: then BTC -> USDT -> USD -> EUR
+    expected = q(EX_BTC * EX_XBT_USDT * D(KRAKEN_USDT_USD) / D(KRAKEN_EUR_USD))
+    assert _items(snap)["BTC"].value == expected
+    assert kraken.state.requests.count("GET /0/public/Ticker") == 2
     for key in ("a", "b", "c"):
         kraken.state.tickers["XBTUSDT"][key] = []
-    with pytest.raises(ProviderPayloadError, match="BTC"):
-        KrakenProvider().fetch(KRAKEN_CREDS, kraken_options(kraken), HOUR)
+    snap = fetch("kraken", kraken_options(kraken), KRAKEN_CREDS, valuation_ccy="EUR")
+    assert _items(snap)["BTC"].value is None
+    assert any("'BTC'" in w for w in _warnings(snap, "unpriced"))
 
 
 def test_generic_ccxt_provider_on_the_kraken_fake(kraken: kr.KrakenFake) -> None:
     provider = registry.get_provider("ccxt")
     assert isinstance(provider, CcxtProvider)
     opts = kraken_options(kraken, exchange="kraken")
-    provider.validate_options(opts)
-    snap = provider.fetch(KRAKEN_CREDS, opts, HOUR)
-    items = _items(snap)
-    for name, value in kraken_expected().items():
-        assert items[name].value == pytest.approx(value, rel=1e-12), name
-    assert snap == KrakenProvider().fetch(KRAKEN_CREDS, kraken_options(kraken), HOUR)
+    registry.get_spec("ccxt").parse_options(opts)
+    snap = fetch("ccxt", opts, KRAKEN_CREDS, valuation_ccy="USD")
+    assert _values(snap) == kraken_expected_usd()
+    named = fetch("kraken", kraken_options(kraken), KRAKEN_CREDS, valuation_ccy="USD")
+    assert snap.sub_accounts == named.sub_accounts
+    assert [w.code for w in snap.warnings] == [w.code for w in named.warnings] == ["skipped"]
 
 
 # =========================================================================== Binance
 
 BINANCE_CREDS = {"api_key": bn.API_KEY, "api_secret": bn.API_SECRET}
 
-# Scenario additions (not in the examples). Binance has no USD market: value in EUR.
+# From the examples: balances BTC 0, LTC 0.91974100, ETH 0.02229833 (strings); tickers
+# BTCUSDT 73369.84 (24hr) and ETHUSDT 3820.06 (rolling answer).
+EX_LTC, EX_ETH = D("0.91974100"), D("0.02229833")
+EX_BTC_USDT, EX_ETH_USDT = D("73369.84000000"), D("3820.06000000")
+
+# Scenario additions (not in the examples). binance.com has no USD market.
 BINANCE_EUR_USDT = "1.08500000"  # EURUSDT: EUR is the base, so EUR prices are inverted
-BINANCE_LTC_BTC = "0.00125000"  # LTCBTC: LTC -> BTC -> USDT -> EUR, two bridges
+BINANCE_LTC_BTC = "0.00125000"  # LTCBTC: LTC -> BTC -> USDT -> EUR
 BINANCE_BNB_USDT = "600.00000000"
 BINANCE_EXTRA_BALANCES = [  # (asset, free, locked)
     ("EUR", "250.50000000", "0.00000000"),  # fiat: cash
     ("USDT", "1000.00000000", "200.00000000"),  # stablecoin, locked counts: total 1200
-    ("BNB", "0.00100000", "0.00000000"),  # 0.6 USDT = 0.55 EUR: dust, skipped
+    ("BNB", "0.00100000", "0.00000000"),  # 0.6 USDT = 0.55 EUR: dust, left out
 ]
+
+
+def binance_examples_fake() -> Iterator[bn.BinanceFake]:
+    with bn.binance_fake(bn.BinanceFake.state_from_examples(SHARED_DATA)) as fake:
+        yield fake
+
+
+@pytest.fixture
+def binance_examples() -> Iterator[bn.BinanceFake]:
+    """The published example answers, nothing added."""
+    yield from binance_examples_fake()
 
 
 @pytest.fixture
 def binance() -> Iterator[bn.BinanceFake]:
-    with bn.binance_fake(bn.BinanceFake.state_from_examples(SHARED_DATA)) as fake:
+    for fake in binance_examples_fake():
         for asset, free, locked in BINANCE_EXTRA_BALANCES:
             fake.add_balance(asset, free, locked)
         fake.add_ticker("EURUSDT", BINANCE_EUR_USDT)
@@ -320,37 +626,70 @@ def binance() -> Iterator[bn.BinanceFake]:
 
 
 def binance_options(fake: bn.BinanceFake, **extra: Any) -> dict[str, Any]:
-    return {
-        "api_url": fake.url,
-        "enable_rate_limit": False,
-        "quote_ccy": "EUR",
-        LINKED_ACCOUNT_ID_OPTION: "binance-main",
-        **extra,
-    }
+    return {"api_url": fake.url, "enable_rate_limit": False, **extra}
 
 
-def binance_expected() -> dict[str, float]:
+def binance_expected_eur() -> dict[str, Decimal]:
     """Item values in EUR, by hand from the example answers and the additions above."""
-    ex = _examples("ccxt_binance_responses.json")
-    balances = {b["asset"]: b for b in ex["GET /api/v3/account"]["balances"]}
-    btc_usdt = float(ex["GET /api/v3/ticker/24hr?symbol=BTCUSDT"]["lastPrice"])  # 73369.84
-    rolling = {t["symbol"]: t for t in ex['GET /api/v3/ticker?symbols=["BTCUSDT","ETHUSDT"]']}
-    eth_usdt = float(rolling["ETHUSDT"]["lastPrice"])  # 3820.06
-    usdt_eur = 1 / float(BINANCE_EUR_USDT)
-
-    def total(asset: str) -> float:
-        return float(balances[asset]["free"]) + float(balances[asset]["locked"])
-
+    eur_usdt = D(BINANCE_EUR_USDT)
     return {
-        "ETH": total("ETH") * eth_usdt * usdt_eur,
-        "LTC": total("LTC") * float(BINANCE_LTC_BTC) * btc_usdt * usdt_eur,
-        "EUR": 250.5,
-        "USDT": 1200.0 * usdt_eur,
-    }  # BTC: 0 in the example, left out
+        "ETH": q(EX_ETH * EX_ETH_USDT / eur_usdt),  # 78.5077958524
+        "LTC": q(EX_LTC * D(BINANCE_LTC_BTC) * EX_BTC_USDT / eur_usdt),  # 77.7433755892
+        "EUR": D("250.5"),
+        "USDT": q(D("1200") / eur_usdt),  # 1105.9907834101
+    }  # BTC: 0 in the example, not held
+
+
+def test_binance_example_account_alone_is_unpriced(binance_examples: bn.BinanceFake) -> None:
+    """The published answers alone: ETH has ETH/USDT, LTC nothing, and no fiat market at
+    all: nothing can be valued, the fetch fails naming both (never a success worth 0)."""
+    with pytest.raises(UnpricedError) as err:
+        fetch("binance", binance_options(binance_examples), BINANCE_CREDS, valuation_ccy="EUR")
+    assert "ETH" in str(err.value) and "LTC" in str(err.value)
+    # with unit prices for both downstream: kept, units exact, no value from Binance
+    snap = fetch(
+        "binance",
+        binance_options(binance_examples),
+        BINANCE_CREDS,
+        valuation_ccy="EUR",
+        priced_units=frozenset({"ETH", "LTC"}),
+    )
+    items = _items(snap)
+    assert {k: (i.value, i.units, i.unit) for k, i in items.items()} == {
+        "ETH": (None, D("0.02229833"), "ETH"),
+        "LTC": (None, D("0.919741"), "LTC"),
+    }
+    assert snap.warnings == ()
+
+
+def test_binance_eur_profile_through_eth_usdt_and_eur_usdt(
+    binance_examples: bn.BinanceFake,
+) -> None:
+    binance_examples.add_ticker("EURUSDT", BINANCE_EUR_USDT)
+    snap = fetch("binance", binance_options(binance_examples), BINANCE_CREDS, valuation_ccy="EUR")
+    assert snap.sub_accounts[0].currency == "EUR"
+    items = _items(snap)
+    # 0.02229833 ETH * 3820.06 USDT / 1.085 USDT per EUR
+    assert items["ETH"].value == q(D("0.02229833") * D("3820.06") / D("1.085"))
+    assert items["ETH"].value == D("78.5077958524")
+    # LTC has no market at all: kept unpriced, with a warning naming it
+    assert (items["LTC"].value, items["LTC"].units) == (None, D("0.919741"))
+    (unpriced,) = _warnings(snap, "unpriced")
+    assert "'LTC' (0.919741 LTC)" in unpriced
+    # skip_unpriced: LTC left out with a warning naming it
+    snap = fetch(
+        "binance",
+        binance_options(binance_examples, skip_unpriced=True),
+        BINANCE_CREDS,
+        valuation_ccy="EUR",
+    )
+    assert _values(snap) == {"ETH": D("78.5077958524")}
+    (skipped,) = _warnings(snap, "skipped")
+    assert "LTC (0.919741 LTC)" in skipped and "skip_unpriced" in skipped
 
 
 def test_binance_values_a_realistic_account(binance: bn.BinanceFake) -> None:
-    snap = BinanceProvider().fetch(BINANCE_CREDS, binance_options(binance), HOUR)
+    snap = fetch("binance", binance_options(binance), BINANCE_CREDS, valuation_ccy="EUR")
     (sa,) = snap.sub_accounts
     assert (sa.id, sa.name, sa.currency, sa.account_type) == (
         "binance",
@@ -359,16 +698,15 @@ def test_binance_values_a_realistic_account(binance: bn.BinanceFake) -> None:
         "investment",
     )
     items = _items(snap)
-    expected = binance_expected()
-    assert set(items) == set(expected)  # BTC zero and BNB dust left out
-    for name, value in expected.items():
-        assert items[name].value == pytest.approx(value, rel=1e-12), name
-    # written out: 0.02229833 * 3820.06 / 1.085 and 0.919741 * 0.00125 * 73369.84 / 1.085
-    assert items["ETH"].value == pytest.approx(78.507795852, abs=1e-6)
-    assert items["LTC"].value == pytest.approx(77.743375589, abs=1e-6)
-    assert items["USDT"].units == 1200.0 and items["USDT"].asset_type == "stable_coin"
-    assert (items["EUR"].asset_class, items["EUR"].units) == ("cash", 250.5)
-    assert items["LTC"].units == 0.919741 and items["LTC"].asset_type == "crypto_currency"
+    assert _values(snap) == binance_expected_eur()  # BTC zero and BNB dust left out
+    assert items["ETH"].value == D("78.5077958524")
+    assert items["LTC"].value == D("77.7433755892")
+    assert items["USDT"].value == D("1105.9907834101")
+    assert items["USDT"].units == D("1200") and items["USDT"].asset_type == "stable_coin"
+    assert (items["EUR"].asset_class, items["EUR"].units) == ("cash", D("250.5"))
+    assert items["LTC"].units == D("0.919741") and items["LTC"].asset_type == "crypto_currency"
+    (dust,) = _warnings(snap, "skipped")  # 0.001 * 600 / 1.085
+    assert "BNB (0.001 BNB, worth 0.5529953917 EUR)" in dust
     # spot only: exchangeInfo, the signed account, one batch of 24hr tickers
     assert binance.state.requests == [
         "GET /api/v3/exchangeInfo",
@@ -377,16 +715,103 @@ def test_binance_values_a_realistic_account(binance: bn.BinanceFake) -> None:
     ]
 
 
+@pytest.mark.parametrize("profile_ccy", [None, "USD", "GBP"])
+def test_binance_is_valued_without_a_usd_market(
+    binance: bn.BinanceFake, profile_ccy: str | None
+) -> None:
+    """The default quote used to be USD, which binance.com cannot reach: nothing was
+    valued. Now a profile currency out of reach falls back to the fiat that is (EUR)."""
+    snap = fetch("binance", binance_options(binance), BINANCE_CREDS, valuation_ccy=profile_ccy)
+    assert snap.sub_accounts[0].currency == "EUR"
+    assert _values(snap) == binance_expected_eur()
+    assert snap.sub_accounts[0].currency == "EUR"
+
+
+def test_binance_quote_ccy_is_an_override(binance: bn.BinanceFake) -> None:
+    snap = fetch("binance", binance_options(binance, quote_ccy="EUR"), BINANCE_CREDS)
+    assert _values(snap) == binance_expected_eur()
+    # a quote_ccy Binance cannot reach is honoured all the same: nothing has a path to
+    # USD, every balance is kept unpriced (EUR cash is valued downstream by FX)
+    snap = fetch(
+        "binance", binance_options(binance, quote_ccy="USD"), BINANCE_CREDS, valuation_ccy="EUR"
+    )
+    assert snap.sub_accounts[0].currency == "USD"
+    items = _items(snap)
+    assert {k: (i.value, i.unit) for k, i in items.items()} == {
+        "BNB": (None, "BNB"),
+        "ETH": (None, "ETH"),
+        "EUR": (None, "EUR"),
+        "LTC": (None, "LTC"),
+        "USDT": (None, "USDT"),
+    }
+    assert items["USDT"].units == D("1200")
+    unpriced = _warnings(snap, "unpriced")
+    assert len(unpriced) == 4 and not any("'EUR'" in w for w in unpriced)
+
+
+def test_binance_shortest_path_and_bridges_break_ties(binance: bn.BinanceFake) -> None:
+    binance.add_ticker("ETHBTC", "0.05000000")
+    binance.add_ticker("BTCEUR", "67000.00000000")
+    snap = fetch("binance", binance_options(binance), BINANCE_CREDS, valuation_ccy="EUR")
+    values = _values(snap)
+    # ETH: ETH/USDT + EUR/USDT or ETH/BTC + BTC/EUR, both two markets: USDT is the first bridge
+    assert values["ETH"] == q(EX_ETH * EX_ETH_USDT / D(BINANCE_EUR_USDT))
+    # LTC: LTC/BTC + BTC/EUR (two markets) beats LTC/BTC + BTC/USDT + EUR/USDT (three)
+    assert values["LTC"] == EX_LTC * D("0.00125") * D("67000")  # 77.02830875
+    assert values["LTC"] == D("77.02830875")
+    # bridges [BTC, USDT]: ETH through BTC now
+    snap = fetch(
+        "binance",
+        binance_options(binance, bridges=["BTC", "USDT"]),
+        BINANCE_CREDS,
+        valuation_ccy="EUR",
+    )
+    assert _values(snap)["ETH"] == EX_ETH * D("0.05") * D("67000")  # 74.6994055
+    assert _values(snap)["USDT"] == q(D("1200") / D("1.085"))  # one market, inverted
+
+
+def test_binance_simple_earn_balances_are_valued_as_their_base(binance: bn.BinanceFake) -> None:
+    binance.add_balance("LDBTC", "0.50000000", "0.00000000")  # Simple Earn BTC
+    binance.add_balance("LDUSDT", "100.00000000", "0.00000000")  # Simple Earn USDT
+    binance.add_balance("LDO", "20.00000000", "0.00000000")  # Lido DAO: a token of its own
+    binance.add_balance("LDLDO", "4.00000000", "0.00000000")  # Simple Earn LDO
+    binance.add_ticker("LDOUSDT", "1.50000000")
+    snap = fetch("binance", binance_options(binance), BINANCE_CREDS, valuation_ccy="EUR")
+    items = _items(snap)
+    eur_usdt = D(BINANCE_EUR_USDT)
+    assert {k: items[k].value for k in ("LDBTC", "LDUSDT", "LDO", "LDLDO")} == {
+        "LDBTC": q(D("0.5") * EX_BTC_USDT / eur_usdt),  # 33810.9861751152
+        "LDUSDT": q(D("100") / eur_usdt),  # 92.1658986175
+        "LDO": q(D("20") * D("1.5") / eur_usdt),  # 27.6497695853
+        "LDLDO": q(D("4") * D("1.5") / eur_usdt),  # 5.5299539171
+    }
+    assert items["LDBTC"].value == D("33810.9861751152")
+    assert {k: (items[k].symbol, items[k].unit) for k in ("LDBTC", "LDUSDT", "LDO", "LDLDO")} == {
+        "LDBTC": ("LDBTC", "BTC"),
+        "LDUSDT": ("LDUSDT", "USDT"),
+        "LDO": ("LDO", "LDO"),
+        "LDLDO": ("LDLDO", "LDO"),
+    }
+    assert items["LDUSDT"].asset_type == "stable_coin"
+    assert not _warnings(snap, "unpriced")
+
+
 def test_binance_authentication_failures(binance: bn.BinanceFake) -> None:
     bad_key = {"api_key": "unknown-key-12345", "api_secret": bn.API_SECRET}
     with pytest.raises(AuthenticationFailure, match="-2015") as err:
-        BinanceProvider().fetch(bad_key, binance_options(binance), HOUR)
+        fetch("binance", binance_options(binance), bad_key)
     message = str(err.value)
     assert "unknown-key-12345" not in message and bn.API_SECRET not in message
     assert "signature=" not in message  # the signed query string never reaches a message
     bad_secret = {"api_key": bn.API_KEY, "api_secret": "another-secret-value"}
     with pytest.raises(AuthenticationFailure, match="-1022"):
-        BinanceProvider().fetch(bad_secret, binance_options(binance), HOUR)
+        fetch("binance", binance_options(binance), bad_secret)
+    # an answer that echoes the key: masked (the Masker of providers/http)
+    echo = {"code": -2015, "msg": f"Invalid API-key {bn.API_KEY}, IP, or permissions."}
+    binance.fail_next(echo, status=401, path_prefix="/api/v3/account")
+    with pytest.raises(AuthenticationFailure) as err2:
+        fetch("binance", binance_options(binance), BINANCE_CREDS)
+    assert bn.API_KEY not in str(err2.value) and "Invalid API-key ***" in str(err2.value)
 
 
 def test_binance_429_retry_after_then_recovers(binance: bn.BinanceFake) -> None:
@@ -395,22 +820,25 @@ def test_binance_429_retry_after_then_recovers(binance: bn.BinanceFake) -> None:
         too_many, status=429, headers={"Retry-After": "7"}, path_prefix="/api/v3/account"
     )
     with pytest.raises(RateLimited) as err:
-        BinanceProvider().fetch(BINANCE_CREDS, binance_options(binance), HOUR)
+        fetch("binance", binance_options(binance), BINANCE_CREDS)
     assert err.value.retry_after == 7.0
     binance.fail_next(
         too_many, status=429, headers={"Retry-After": "7"}, path_prefix="/api/v3/account"
     )
     slept: list[float] = []
     task = FetchTask(
-        HOUR, "binance-main", BinanceProvider(), binance_options(binance), lambda: BINANCE_CREDS
+        HOUR,
+        "binance-main",
+        BinanceProvider(),
+        binance_options(binance),
+        lambda: BINANCE_CREDS,
+        valuation_ccy="EUR",
     )
     outcome = run_one(task, RetryPolicy(backoff_s=0), sleep=slept.append)
     assert outcome.ok and outcome.attempts == 2
     assert slept == [7.0]  # the server's Retry-After was honoured
     assert outcome.snapshot is not None
-    assert sum(i.value for i in outcome.snapshot.sub_accounts[0].items) == pytest.approx(
-        sum(binance_expected().values()), rel=1e-12
-    )
+    assert _values(outcome.snapshot) == binance_expected_eur()
 
 
 def test_binance_5xx_is_transient_and_retried(binance: bn.BinanceFake) -> None:
@@ -418,7 +846,7 @@ def test_binance_5xx_is_transient_and_retried(binance: bn.BinanceFake) -> None:
         "<html>503 Service Unavailable</html>", status=503, path_prefix="/api/v3/exchangeInfo"
     )
     with pytest.raises(TransientError):
-        BinanceProvider().fetch(BINANCE_CREDS, binance_options(binance), HOUR)
+        fetch("binance", binance_options(binance), BINANCE_CREDS)
     binance.fail_next(
         {"code": -1001, "msg": "Internal error; unable to process your request."}, status=500
     )
@@ -430,31 +858,91 @@ def test_binance_5xx_is_transient_and_retried(binance: bn.BinanceFake) -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "names"),
     [
-        {"balances": [{"asset": "ETH", "free": "a lot", "locked": "0.0"}]},
-        {"balances": [{"asset": "ETH", "free": "1.0"}]},
-        {"accountType": "SPOT"},
-        {"balances": {"ETH": "1.0"}},
-        "<html>oops</html>",
+        (
+            {"balances": [{"asset": "ETH", "free": "a lot", "locked": "0.0"}]},
+            ("ETH", "free", "'a lot'"),
+        ),
+        ({"balances": [{"asset": "ETH", "free": "1.0"}]}, ("ETH", "'locked'")),
+        ({"accountType": "SPOT"}, ("'balances'",)),
+        ({"balances": {"ETH": "1.0"}}, ("'balances'",)),
+        ("<html>oops</html>", ("account", "not JSON")),
+        ("", ("account", "empty", "no 'balances' list")),
     ],
-    ids=["not-a-number", "no-locked", "no-balances", "balances-not-a-list", "html"],
+    ids=["not-a-number", "no-locked", "no-balances", "balances-not-a-list", "html", "empty"],
 )
-def test_binance_malformed_account_is_a_provider_error(binance: bn.BinanceFake, body: Any) -> None:
+def test_binance_malformed_account_is_a_provider_error(
+    binance: bn.BinanceFake, body: Any, names: tuple[str, ...]
+) -> None:
     binance.state.account_body = body
-    with pytest.raises(ProviderPayloadError):
-        BinanceProvider().fetch(BINANCE_CREDS, binance_options(binance), HOUR)
+    with pytest.raises(ProviderPayloadError) as err:
+        fetch("binance", binance_options(binance), BINANCE_CREDS)
+    for name in names:  # the error names the currency / the field
+        assert name in str(err.value), (name, str(err.value))
 
 
 def test_binance_missing_ticker_is_never_a_zero(binance: bn.BinanceFake) -> None:
-    del binance.state.tickers["LTCBTC"]
-    with pytest.raises(ProviderPayloadError, match="cannot value LTC in EUR"):
-        BinanceProvider().fetch(BINANCE_CREDS, binance_options(binance), HOUR)
+    # LTC/BTC listed but the ticker answer lacks it: LTC unpriced, the rest valued
+    original = binance.state.on_request
+
+    def drop_ltc(path: str) -> None:
+        if path == "/api/v3/ticker/24hr":
+            answer = [t for s, t in binance.state.tickers.items() if s != "LTCBTC"]
+            binance.fail_next(answer, status=200, path_prefix=path)
+
+    binance.state.on_request = drop_ltc
+    snap = fetch("binance", binance_options(binance), BINANCE_CREDS, valuation_ccy="EUR")
+    binance.state.on_request = original
+    values = _values(snap)
+    assert values["LTC"] is None and values["ETH"] == binance_expected_eur()["ETH"]
+    assert any("'LTC'" in w for w in _warnings(snap, "unpriced"))
     # an incomplete ticker (no price field at all) is not a price either
-    binance.add_ticker("LTCBTC", BINANCE_LTC_BTC)
     binance.state.tickers["ETHUSDT"] = {"symbol": "ETHUSDT", "volume": "604756.07960000"}
-    with pytest.raises(ProviderPayloadError, match="cannot value ETH in EUR"):
-        BinanceProvider().fetch(BINANCE_CREDS, binance_options(binance), HOUR)
+    snap = fetch("binance", binance_options(binance), BINANCE_CREDS, valuation_ccy="EUR")
+    assert _values(snap)["ETH"] is None
+    assert _values(snap)["LTC"] == binance_expected_eur()["LTC"]
+    assert any("'ETH' (0.02229833 ETH)" in w for w in _warnings(snap, "unpriced"))
+
+
+# =========================================================================== fakes vs ccxt
+
+
+def _client(exchange_id: str, url: str, creds: dict[str, str]) -> ExchangeClient:
+    options = ExchangeOptions(api_url=url, enable_rate_limit=False)
+    credentials = ExchangeCredentials.model_validate(creds)
+    return ExchangeClient(exchange_id, options, credentials, Masker(credentials.secret_values()))
+
+
+TICKER_FIELDS = ("high", "low", "bid", "ask", "open", "close", "last", "vwap", "baseVolume")
+
+
+def test_the_kraken_fake_answers_what_ccxt_parses(kraken_examples: kr.KrakenFake) -> None:
+    unified = _examples("ccxt_kraken_unified.json")
+    with _client("kraken", kraken_examples.url, KRAKEN_CREDS) as client:
+        ticker = client.exchange.fetch_ticker("BTC/USDT")
+        balance = client.exchange.fetch_balance()
+    expected = unified["fetchTicker(['BTC/USDT'])"]["parsedResponse"]
+    for key in (*TICKER_FIELDS, "change", "quoteVolume"):  # (average: ccxt's own arithmetic)
+        assert ticker[key] == pytest.approx(float(expected[key]), rel=1e-12), key
+    for code, parts in unified["fetchBalance()"]["computedOffline_ccxt_4_5_90"].items():
+        for part in ("free", "used", "total"):
+            assert balance[code][part] == pytest.approx(float(parts[part]), rel=1e-12)
+
+
+def test_the_binance_fake_answers_what_ccxt_parses(binance_examples: bn.BinanceFake) -> None:
+    unified = _examples("ccxt_binance_unified.json")
+    with _client("binance", binance_examples.url, BINANCE_CREDS) as client:
+        ticker = client.exchange.fetch_ticker("BTC/USDT")
+        balance = client.exchange.fetch_balance()
+    expected = unified["fetchTicker(['BTC/USDT'])"]["parsedResponse"]
+    for key in (*TICKER_FIELDS, "previousClose", "timestamp"):
+        assert ticker[key] == pytest.approx(float(expected[key]), rel=1e-12), key
+    parsed = unified["fetchBalance()"]["parsedResponse"]
+    for part in ("free", "used", "total"):
+        assert {k: float(v) for k, v in balance[part].items()} == {
+            k: float(v) for k, v in parsed[part].items()
+        }
 
 
 # =========================================================================== options, registry
@@ -468,61 +956,111 @@ def test_providers_follow_the_contract() -> None:
     ):
         p = registry.get_provider(pid)
         assert isinstance(p, cls) and isinstance(p, Provider)
-        assert p.id == pid and p.supports_historical is False
-        fields = {f.name: f for f in p.credential_fields}
+        assert p.spec.id == pid and p.spec.supports_historical is False
+        assert p.spec is registry.get_spec(pid)
+        fields = {f.name: f for f in p.spec.credential_fields}
         assert fields["api_key"].required and fields["api_secret"].required
-        assert fields["api_secret"].secret and not fields["password"].required
+        assert fields["api_key"].secret and fields["api_secret"].secret
+        assert fields["password"].secret and not fields["password"].required
+        assert all(o["description"] for o in registry.describe(pid)["options"])
+
+
+def test_credentials_model() -> None:
+    creds = ExchangeCredentials.model_validate(
+        {"api_key": " k-1234 ", "api_secret": "s-5678", "passphrase": "p-9012", "other": 1}
+    )
+    assert (creds.api_key, creds.api_secret, creds.password) == ("k-1234", "s-5678", "p-9012")
+    assert sorted(creds.secret_values()) == ["k-1234", "p-9012", "s-5678"]
+    creds = ExchangeCredentials.model_validate({"api_key": "k", "api_secret": "s", "password": "p"})
+    assert creds.password == "p"
 
 
 @pytest.mark.parametrize(
     ("provider", "options", "message"),
     [
-        (KrakenProvider(), {"quote_ccy": "BTC"}, r"options\.quote_ccy: expected an ISO 4217 fiat"),
-        (KrakenProvider(), {"quote_ccy": "usd"}, r"options\.quote_ccy"),
-        (KrakenProvider(), {"dust_threshold": -1}, r"options\.dust_threshold"),
-        (KrakenProvider(), {"bridges": "USDT"}, r"options\.bridges: expected a list"),
-        (KrakenProvider(), {"bridges": ["USDT", "usdt"]}, r"options\.bridges\[1\]"),
-        (KrakenProvider(), {"skip_unpriced": "yes"}, r"options\.skip_unpriced"),
-        (KrakenProvider(), {"api_url": "ftp://x"}, r"options\.api_url"),
-        (KrakenProvider(), {"timeout_s": 0}, r"options\.timeout_s"),
-        (KrakenProvider(), {"exchange": "kraken"}, r"options\.exchange: unknown option"),
-        (KrakenProvider(), {"colour": "red"}, r"options\.colour: unknown option"),
-        (CcxtProvider(), {}, r"options\.exchange: required"),
-        (CcxtProvider(), {"exchange": "krakn"}, r"did you mean 'kraken'"),
+        ("kraken", {"quote_ccy": "BTC"}, r"options\.quote_ccy: expected an ISO 4217 fiat"),
+        ("kraken", {"quote_ccy": "usd"}, r"options\.quote_ccy"),
+        ("kraken", {"dust_threshold": -1}, r"options\.dust_threshold"),
+        ("kraken", {"bridges": "USDT"}, r"options\.bridges: expected a list"),
+        ("kraken", {"bridges": ["USDT", "usdt"]}, r"options\.bridges\[1\]"),
+        ("kraken", {"bridges": ["USDT", "USDT"]}, r"options\.bridges: .*'USDT' twice"),
+        ("kraken", {"ignore_currencies": ["eth"]}, r"options\.ignore_currencies\[0\]"),
+        ("kraken", {"skip_unpriced": "yes"}, r"options\.skip_unpriced"),
+        ("kraken", {"api_url": "ftp://x"}, r"options\.api_url"),
+        ("kraken", {"timeout_s": 0}, r"options\.timeout_s"),
+        ("kraken", {"exchange": "kraken"}, r"options\.exchange: unknown option"),
+        ("binance", {"colour": "red"}, r"options\.colour: unknown option"),
+        ("ccxt", {}, r"options\.exchange: required"),
+        ("ccxt", {"exchange": "krakn"}, r"options\.exchange: .*did you mean 'kraken'"),
+        ("ccxt", {"exchange": 3}, r"options\.exchange: expected a string"),
     ],
 )
-def test_bad_options_are_refused(provider: Any, options: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        provider.validate_options(options)
+def test_bad_options_are_refused(provider: str, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(OptionsError, match=message):
+        registry.get_spec(provider).parse_options(options)
+    assert registry.option_issues(provider, options)
 
 
 def test_good_options_are_accepted() -> None:
-    KrakenProvider().validate_options(
+    opts = registry.get_spec("kraken").parse_options(
         {
-            LINKED_ACCOUNT_ID_OPTION: "k",
             "quote_ccy": "GBP",
             "bridges": ["USDT"],
             "dust_threshold": 0,
             "skip_unpriced": True,
             "ignore_currencies": ["ETH.F"],
-            "api_url": "https://api.kraken.com",
+            "api_url": "https://api.kraken.com/",
             "timeout_s": 10,
             "enable_rate_limit": True,
         }
     )
-    CcxtProvider().validate_options({"exchange": "okx", LINKED_ACCOUNT_ID_OPTION: "o"})
+    assert isinstance(opts, ExchangeOptions)
+    assert (opts.quote_ccy, opts.api_url, opts.timeout_s) == ("GBP", "https://api.kraken.com", 10)
+    defaults = registry.get_spec("binance").parse_options({})
+    assert isinstance(defaults, ExchangeOptions)
+    assert defaults.quote_ccy is None and defaults.bridges == ["USDT", "BTC", "EUR", "USD"]
+    assert registry.option_issues("ccxt", {"exchange": "okx"}) == []
+    assert registry.option_issues("ccxt", {"exchange": "ftx"}) == []  # retired: accepted
+
+
+def test_ccxt_exchange_ids_are_those_of_the_installed_ccxt() -> None:
+    import ccxt
+
+    assert tuple(ccxt.exchanges) == CCXT_EXCHANGES
+    assert not set(RETIRED_EXCHANGES) & set(ccxt.exchanges)
+    assert set(RETIRED_EXCHANGES) == {"bittrex", "ftx", "ftxus"}
+
+
+def test_validating_options_does_not_import_ccxt() -> None:
+    code = (
+        "import sys\n"
+        "from finbot_pipelines.providers import registry\n"
+        "registry.get_spec('ccxt').parse_options({'exchange': 'kraken'})\n"
+        "registry.get_spec('kraken').parse_options({'quote_ccy': 'EUR'})\n"
+        "registry.get_spec('binance').parse_credentials({'api_key': 'k', 'api_secret': 's'})\n"
+        "import finbot_pipelines.providers.exchanges\n"
+        "assert 'ccxt' not in sys.modules, 'ccxt was imported'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+    source = Path(exchange_options.__file__).read_text()
+    assert "import ccxt" not in source and "from ccxt" not in source
 
 
 def test_bittrex_is_retired() -> None:
     # as a provider id (registry) ...
     with pytest.raises(RetiredProvider, match="bittrex closed in 2023"):
-        registry.get_provider("bittrex").fetch({}, {LINKED_ACCOUNT_ID_OPTION: "b"}, HOUR)
+        fetch("bittrex", {}, {})
     # ... and as a ccxt exchange: accepted in finbot.yaml, every fetch says why it fails
-    opts = {"exchange": "bittrex", LINKED_ACCOUNT_ID_OPTION: "b"}
-    CcxtProvider().validate_options(opts)
     with pytest.raises(RetiredProvider, match="bittrex closed in 2023") as err:
-        CcxtProvider().fetch({"api_key": "k-123", "api_secret": "s-456"}, opts, HOUR)
+        fetch("ccxt", {"exchange": "bittrex"}, {"api_key": "k-123", "api_secret": "s-456"})
     assert err.value.code == "retired_provider"
+    with pytest.raises(RetiredProvider, match="FTX closed in 2022"):
+        fetch("ccxt", {"exchange": "ftx"}, {"api_key": "k-123", "api_secret": "s-456"})
 
 
 def test_api_url_rebases_every_ccxt_url() -> None:
@@ -540,6 +1078,39 @@ def test_api_url_rebases_every_ccxt_url() -> None:
 def test_provider_errors_are_provider_errors() -> None:
     for cls in (AuthenticationFailure, RateLimited, TransientError, ProviderPayloadError):
         assert issubclass(cls, ProviderError)
+    assert UnpricedError.code == "unpriced"
+    assert FetchWarning("skipped", "x").code == "skipped"
+
+
+def test_paths_are_shortest_then_preferred() -> None:
+    """The route rules on a small graph, without an exchange."""
+    graph = MarketGraph(
+        [
+            Market("ETH/USDT", "ETH", "USDT"),
+            Market("ETH/BTC", "ETH", "BTC"),
+            Market("BTC/EUR", "BTC", "EUR"),
+            Market("EUR/USDT", "EUR", "USDT"),
+            Market("TOK/BNB", "TOK", "BNB"),
+            Market("BNB/USDT", "BNB", "USDT"),
+        ]
+    )
+    dist = graph.distances("EUR")
+    assert dist == {"EUR": 0, "BTC": 1, "USDT": 1, "ETH": 2, "BNB": 2, "TOK": 3}
+
+    def path(start: str, bridges: list[str]) -> list[str]:
+        route = graph.route(start, "EUR", dist, bridges)
+        assert route is not None
+        return [f"{s.market.symbol}{' inverted' if s.inverted else ''}" for s in route]
+
+    assert path("ETH", ["USDT", "BTC"]) == ["ETH/USDT", "EUR/USDT inverted"]
+    assert path("ETH", ["BTC", "USDT"]) == ["ETH/BTC", "BTC/EUR"]
+    assert path("ETH", []) == ["ETH/BTC", "BTC/EUR"]  # no preference: by code, BTC < USDT
+    assert path("TOK", []) == ["TOK/BNB", "BNB/USDT", "EUR/USDT inverted"]  # any currency
+    assert graph.route("XYZ", "EUR", dist, []) is None
+    assert quote_candidates("CHF", "GBP", ["EUR"], []) == ("CHF",)
+    candidates = quote_candidates(None, "GBP", ["TRY", "EUR", "USDT"], ["ZAR"])
+    assert candidates[:8] == ("GBP", "USD", "EUR", "JPY", "CHF", "CAD", "AUD", "TRY")
+    assert candidates[8:] == ("ZAR",)
 
 
 # =========================================================================== end to end
@@ -571,9 +1142,9 @@ fetch: {{timeout_s: 20, max_attempts: 2, backoff_s: 0, max_workers: 2}}
 """
     run = run_live_hour(tmp_path / "home", config, {"kraken-main": KRAKEN_CREDS})
     assert run.success
-    total_usd = 25435.21 + 1.2435 * 73380.6 * 0.9995 + 1500.0 * 1.085 + 300.0 * 0.9995
-    assert total_usd == pytest.approx(sum(kraken_expected().values()), rel=1e-12)
-    expected_gbp = total_usd / E2E_STATIC_USD_PER_EUR * E2E_STATIC_GBP_PER_EUR
+    total_usd = D("25435.21") + D("91203.15171195") + D("1627.5") + D("299.85")
+    assert total_usd == sum(kraken_expected_usd().values())
+    expected_gbp = float(total_usd) / E2E_STATIC_USD_PER_EUR * E2E_STATIC_GBP_PER_EUR
     df = run.published(
         "select value, is_stale from marts.fct_linked_account_valuation_hourly "
         "where profile_id = 'carol' and linked_account_id = 'carol-kraken' and valuation_hour = ?",

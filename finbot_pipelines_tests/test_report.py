@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ def marts_row(db: Path, sql: str, params: list[Any] | None = None) -> dict[str, 
     finally:
         con.close()
     assert row is not None, sql
-    return dict(zip(cols, row, strict=True))
+    # the report shows DECIMAL amounts through floats: compare with the same floats
+    return {c: float(v) if isinstance(v, Decimal) else v for c, v in zip(cols, row, strict=True)}
 
 
 def latest_profile_row(db: Path, profile_id: str) -> dict[str, Any]:

@@ -9,10 +9,9 @@ published marts) nor Dagster event holds them, and neither does the output.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import duckdb
@@ -25,8 +24,17 @@ from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.config.vault import Vault, init_key_file
 from finbot_pipelines.providers import registry
 from finbot_pipelines.providers.base import (
+    FetchContext,
+    Provider,
+    ProviderCredentials,
+    ProviderOptions,
+    ProviderSpec,
+    public,
+    secret,
+)
+from finbot_pipelines.providers.contract import (
     AuthenticationFailure,
-    CredentialField,
+    FetchWarning,
     Item,
     Snapshot,
     SubAccount,
@@ -43,35 +51,43 @@ FIRST = datetime(2026, 2, 2, 0)
 HOURS = 6
 
 
-class CanaryProvider:
-    id = "canary_test"
-    description = "test provider that quotes its credentials when it fails"
-    credential_fields = (
-        CredentialField("username", "login", secret=False),
-        CredentialField("password", "password"),
-        CredentialField("api_token", "token"),
-    )
-    supports_historical = True  # a test double: lets the test use fixed past hours
+class CanaryCredentials(ProviderCredentials):
+    username: str = public("login", masked=True)
+    password: str = secret("password")
+    api_token: str = secret("token")
 
-    def validate_options(self, options: Mapping[str, Any]) -> None:
-        return None
+
+class CanaryProvider(Provider[ProviderOptions, CanaryCredentials]):
+    spec = ProviderSpec(
+        id="canary_test",
+        description="test provider that quotes its credentials when it fails",
+        options=ProviderOptions,
+        credentials=CanaryCredentials,
+        supports_historical=True,  # a test double: lets the test use fixed past hours
+    )
 
     def fetch(
-        self, credentials: Mapping[str, str], options: Mapping[str, Any], as_of: datetime
+        self, ctx: FetchContext, options: ProviderOptions, credentials: CanaryCredentials
     ) -> Snapshot:
-        assert dict(credentials) == CANARIES
-        if as_of.hour == 2:
+        assert credentials.model_dump() == CANARIES
+        hour = ctx.hour.hour
+        if hour == 2:
             raise AuthenticationFailure(
-                f"login {credentials['username']} / {credentials['password']} refused"
+                f"login {credentials.username} / {credentials.password} refused"
             )
-        if as_of.hour == 3:
+        if hour == 3:
             raise TransientError(
-                f"GET https://api.example/v1?token={credentials['api_token']}: HTTP 503"
+                f"GET https://api.example/v1?token={credentials.api_token}: HTTP 503"
             )
-        if as_of.hour == 4:
-            raise RuntimeError(f"library crashed with {dict(credentials)}")
-        item = Item("Savings", "asset", "cash", "cash", 5000.0 + as_of.hour)
-        return Snapshot((SubAccount("main", "Main account", "EUR", "depository", (item,)),))
+        if hour == 4:
+            raise RuntimeError(f"library crashed with {credentials.model_dump()}")
+        item = Item("Savings", "asset", "cash", "cash", Decimal(5000 + hour))
+        # a careless provider may quote a credential in a warning too: masked as well
+        warning = FetchWarning("reconciliation", f"balance of {credentials.username} differs")
+        return Snapshot(
+            (SubAccount("main", "Main account", "EUR", "depository", (item,)),),
+            (warning,) if hour == 5 else (),
+        )
 
 
 CONFIG = """\
@@ -112,7 +128,8 @@ def test_canary_credentials_leak_nowhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     ensure_dbt_manifest()
-    monkeypatch.setitem(registry._PROVIDERS, "canary_test", "unused:CanaryProvider")
+    monkeypatch.setitem(registry._SPECS, "canary_test", "unused:SPEC")
+    monkeypatch.setitem(registry._specs, "canary_test", CanaryProvider.spec)
     monkeypatch.setitem(registry._instances, "canary_test", CanaryProvider())
     from finbot_pipelines.definitions import build_definitions
     from finbot_pipelines.defs.automation.jobs import FX_JOB, HOURLY_JOB
@@ -146,7 +163,16 @@ def test_canary_credentials_leak_nowhere(
         (3, "transient"),
         (4, "provider_error"),
     ]
-    assert all("***" in m for _, _, m in failures)
+    messages = [m for _, _, m in failures]
+    assert messages[0] == "login *** / *** refused"
+    assert messages[1] == "GET https://api.example/v1?… HTTP 503"  # the query string is cut
+    assert messages[2].startswith("RuntimeError: library crashed with {'username': '***'")
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        (warnings,) = con.execute(
+            "select warnings from raw.fetches where linked_account_id = 'canary' "
+            "and hour(fetch_hour) = 5"
+        ).fetchone() or ("",)
+    assert json.loads(warnings) == [{"code": "reconciliation", "message": "balance of *** differs"}]
 
     canaries = [v.encode() for v in CANARIES.values()]
     # 1. no file under FINBOT_HOME but the vault (and its key) holds a canary

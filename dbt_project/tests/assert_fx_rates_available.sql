@@ -1,8 +1,11 @@
-{{ config(severity='error') }}
+{{ config(severity='warn') }}
 
-{#- Fails (one row per pair, e.g. pair = 'AED->GBP', with the first/last hour affected)
-    when an FX rate the valuation needs is missing: add the rate (source 'static' if
-    the ECB does not publish it) and rebuild the affected hours. -#}
+{#- Warns (one row per pair, e.g. pair = 'AED->GBP' or 'XYZ->GBP', with the first/last
+    hour affected) when a rate or a unit price the valuation needs is missing. The
+    items it would value are published with value NULL and counted in unvalued_items;
+    the rest of the household is valued. Add the currency to the rates
+    (fx_static_rates, or a source that publishes it) or the unit to unit_prices /
+    coingecko_ids, and rebuild the affected hours. -#}
 
 select
     pair,

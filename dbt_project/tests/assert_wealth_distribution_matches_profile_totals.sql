@@ -9,8 +9,8 @@ distribution as (
         profile_id,
         valuation_hour,
         dimension,
-        {{ strict_sum("case when side = 'asset' then value else 0 end") }} as assets,
-        {{ strict_sum("case when side = 'liability' then value else 0 end") }} as liabilities
+        {{ valued_sum("case when side = 'asset' then value else 0 end") }} as assets,
+        {{ valued_sum("case when side = 'liability' then value else 0 end") }} as liabilities
 
     from {{ ref('mart_wealth_distribution') }}
     where {{ hour_window_filter('valuation_hour') }}

@@ -38,20 +38,9 @@ from pydantic import (
 )
 
 from finbot_pipelines.providers import registry
-from finbot_pipelines.providers.base import RESERVED_OPTION_PREFIX
-
-# Active ISO 4217 codes (national currencies, funds codes, precious metals, SDR).
-_ISO_4217_TEXT = """
-    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD
-    BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUP CVE CZK DJF DKK DOP DZD
-    EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD
-    IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL
-    MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN
-    PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN
-    SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES
-    VND VUV WST XAF XAG XAU XCD XCG XDR XOF XPD XPF XPT YER ZAR ZMW ZWG
-"""
-ISO_4217_CODES: frozenset[str] = frozenset(_ISO_4217_TEXT.split())
+from finbot_pipelines.providers.coingecko import DEFAULT_BASE_URL as COINGECKO_BASE_URL
+from finbot_pipelines.providers.coingecko import DEFAULT_COINGECKO_IDS
+from finbot_pipelines.providers.contract import FIAT_CODES, ISO_4217_CODES, UNIT_CODE_RE
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -173,18 +162,11 @@ class LinkedAccount(BaseModel):
 
     @model_validator(mode="after")
     def _provider_checks(self) -> LinkedAccount:
-        for key in self.options:
-            if str(key).startswith(RESERVED_OPTION_PREFIX):
-                raise FieldPathError(
-                    ("options", key), "option names starting with '_' are reserved for finbot"
-                )
-        try:
-            registry.validate_options(self.provider, self.options)
-        except ValueError as exc:
-            path, message = _split_option_error(str(exc))
-            raise FieldPathError(path, message) from None
-        provider = registry.get_provider(self.provider)
-        needs = [f.name for f in provider.credential_fields if f.required]
+        issues = registry.option_issues(self.provider, self.options)
+        if issues:
+            raise FieldPathError(("options", *issues[0].path), issues[0].message)
+        spec = registry.get_spec(self.provider)
+        needs = [f.name for f in spec.credential_fields if f.required]
         if needs and self.credentials is None and self.enabled and not self.frozen:
             raise FieldPathError(
                 ("credentials",),
@@ -192,21 +174,6 @@ class LinkedAccount(BaseModel):
                 f"entry holding a JSON object with {', '.join(needs)}",
             )
         return self
-
-
-_OPTION_ERR_RE = re.compile(r"^options((?:\.[^.\[\]:\s]+|\[\d+\])*):\s*(.*)$", re.S)
-_OPTION_PART_RE = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
-
-
-def _split_option_error(text: str) -> tuple[tuple[str | int, ...], str]:
-    """``"options.fail_cycle.every_hours: expected ..."`` -> (path, message)."""
-    m = _OPTION_ERR_RE.match(text)
-    if not m:
-        return ("options",), text
-    path: list[str | int] = ["options"]
-    for key, index in _OPTION_PART_RE.findall(m[1]):
-        path.append(int(index) if index else key)
-    return tuple(path), m[2]
 
 
 class FetchSettings(BaseModel):
@@ -258,6 +225,26 @@ class FinbotConfig(BaseModel):
         default="https://www.ecb.europa.eu/stats/eurofxref",
         pattern=r"^https?://",
         description="the address the ECB's eurofxref files are read from (http or https)",
+    )
+    unit_price_source: Literal["coingecko", "static"] = Field(
+        default="coingecko",
+        description="'coingecko' or 'static': where prices of non-ISO units (crypto) come from",
+    )
+    unit_prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description=(
+            "a mapping of unit code (BTC) to one {ISO currency: price of 1 unit}, such as "
+            "{BTC: {USD: 65000}}; with coingecko, these units keep their static price"
+        ),
+    )
+    coingecko_base_url: str = Field(
+        default=COINGECKO_BASE_URL,
+        pattern=r"^https?://",
+        description="the address of CoinGecko's API (http or https)",
+    )
+    coingecko_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="a mapping of unit code to CoinGecko coin id, such as {XYZ: xyz-token}",
     )
     fetch: FetchSettings = Field(default_factory=FetchSettings, description="fetch settings")
     notifications: NotificationSettings = Field(
@@ -335,6 +322,36 @@ class FinbotConfig(BaseModel):
                     ("fx_static_rates", ccy),
                     f"EUR is the base currency: its rate must be 1, got {rate!r}",
                 )
+        # static unit prices and CoinGecko ids
+        for unit, quote in self.unit_prices.items():
+            where: tuple[str | int, ...] = ("unit_prices", unit)
+            if not UNIT_CODE_RE.match(unit) or unit in FIAT_CODES:
+                raise FieldPathError(
+                    where,
+                    "expected a non-ISO unit code such as BTC (fiat currencies take their rate "
+                    f"from the FX rates), got {unit!r}",
+                )
+            if len(quote) != 1:
+                raise FieldPathError(
+                    where, f"expected one {{currency: price}} such as {{USD: 65000}}, got {quote!r}"
+                )
+            ((ccy, price),) = quote.items()
+            if ccy not in ISO_4217_CODES:
+                raise FieldPathError((*where, ccy), f"{_CCY_EXPECTED}, got {ccy!r}")
+            if not price > 0 or price == float("inf"):
+                raise FieldPathError(
+                    (*where, ccy), f"expected a price > 0 ({ccy} per 1 {unit}), got {price!r}"
+                )
+        for unit, coin in self.coingecko_ids.items():
+            if not UNIT_CODE_RE.match(unit):
+                raise FieldPathError(
+                    ("coingecko_ids", unit), f"expected a unit code such as BTC, got {unit!r}"
+                )
+            if not re.match(r"^[a-z0-9][a-z0-9-]{0,99}$", coin):
+                raise FieldPathError(
+                    ("coingecko_ids", unit),
+                    f"expected a CoinGecko coin id such as bitcoin, got {coin!r}",
+                )
         if self.fx_source == "static":
             needed = sorted({p.valuation_ccy for p in self.profiles} - {"EUR"})
             if not self.fx_static_rates and needed:
@@ -379,6 +396,13 @@ class FinbotConfig(BaseModel):
     def linked_accounts_of(self, profile_id: str) -> list[LinkedAccount]:
         """The profile's linked accounts, in file order (disabled ones included)."""
         return [la for la in self.linked_accounts if la.profile == profile_id]
+
+    def priced_units(self) -> frozenset[str]:
+        """The non-ISO units ``market/unit_prices`` can price with this config."""
+        units = set(self.unit_prices)
+        if self.unit_price_source == "coingecko":
+            units |= set(DEFAULT_COINGECKO_IDS) | set(self.coingecko_ids)
+        return frozenset(units)
 
     def enabled_linked_accounts(self) -> list[LinkedAccount]:
         """Linked accounts with ``enabled: true``, frozen ones included (the ingest

@@ -1,224 +1,312 @@
-"""The provider contract: what a provider returns, how it fails, what it needs.
+"""The provider skeleton: a fetch context, options and credentials models, one fetch path.
 
-A provider is plain Python (no Dagster, no DuckDB). It receives the decrypted
-credentials of one linked account, that account's options from ``finbot.yaml``
-and the hour being fetched, and returns a :class:`Snapshot` of sub-accounts and
-items, or raises a :class:`ProviderError` subclass whose ``code`` lands in
-``raw.fetches.error_code``.
+A provider is a package under ``finbot_pipelines/providers/`` with
 
-Reserved options
-----------------
-Besides the user's options, the ingest injects reserved keys starting with
-``_`` into ``options`` before calling :meth:`Provider.fetch`:
+``options.py``
+    its :class:`ProviderOptions` and :class:`ProviderCredentials` pydantic
+    models and its :class:`ProviderSpec`. It imports pydantic and the standard
+    library only, so validating ``finbot.yaml`` never imports a client library.
+the implementation
+    a :class:`Provider` subclass named by ``ProviderSpec.implementation``
+    (``"module:Class"``), imported the first time an account is fetched.
 
-``_linked_account_id`` (:data:`LINKED_ACCOUNT_ID_OPTION`)
-    the id of the linked account being fetched. Every provider receives it; it
-    lets deterministic providers (``dummy``) vary per account and lets others
-    label their logs. Users cannot set reserved keys in ``finbot.yaml``.
+Every fetch goes through :func:`fetch_snapshot`: options and credentials are
+parsed by their models (an error names the field and never quotes a credential),
+the provider's :meth:`Provider.fetch` receives a :class:`FetchContext` and the
+parsed models, and the snapshot it returns is validated and checked for unpriced
+items (:func:`finalise_snapshot`). Providers read nothing from the environment:
+what they need from finbot is in the context.
 
-``validate_options`` must accept the reserved keys.
-
-Time
-----
-``as_of`` is the naive-UTC start of the hour being fetched. Providers with
-``supports_historical = False`` ignore it and fetch "now"; the ingest refuses
-to ask them for past hours.
-
-Secrets
--------
-Credential values must never appear in an exception message, a log line or a
-returned snapshot.
+The error tree and the snapshot types live in :mod:`.contract`.
 """
 
 from __future__ import annotations
 
-import math
+import difflib
+import importlib
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, get_args
+from urllib.parse import urlsplit
 
-ITEM_TYPES = ("asset", "liability")
-ASSET_CLASSES = (
-    "cash",
-    "equities",
-    "fixed_income",
-    "crypto",
-    "real_estate",
-    "commodities",
-    "multi_asset",
-    "pension",
-    "other",
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError
+
+from finbot_pipelines.providers.contract import (
+    FIAT_CODES,
+    ISO_4217_CODES,
+    UNIT_CODE_RE,
+    CredentialsError,
+    FetchWarning,
+    Item,
+    OptionsError,
+    RetiredProvider,
+    Snapshot,
+    SubAccount,
+    UnpricedError,
+    is_iso_currency,
 )
-ACCOUNT_TYPES = ("depository", "credit", "loan", "investment", "other")
 
-#: The reserved option every provider receives: the id of the linked account.
-LINKED_ACCOUNT_ID_OPTION = "_linked_account_id"
-#: Prefix of option keys reserved for finbot itself (users cannot set them).
-RESERVED_OPTION_PREFIX = "_"
-
-_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+DEFAULT_BROWSER = "/usr/bin/chromium"
 
 
-# --------------------------------------------------------------------------- errors
-
-
-class ProviderError(Exception):
-    """A fetch failed. ``code`` is stable (stored in raw.fetches.error_code)."""
-
-    code: ClassVar[str] = "provider_error"
-    retryable: ClassVar[bool] = False
-
-
-class AuthenticationFailure(ProviderError):
-    """The credentials were refused: retrying will not help, the user must act."""
-
-    code: ClassVar[str] = "authentication_failure"
-
-
-class TransientError(ProviderError):
-    """A failure worth retrying (network, 5xx, maintenance window)."""
-
-    code: ClassVar[str] = "transient"
-    retryable: ClassVar[bool] = True
-
-    def __init__(self, msg: str = "", retry_after: float | None = None) -> None:
-        super().__init__(msg)
-        #: seconds the provider asked us to wait before retrying, when it said so
-        self.retry_after = retry_after
-
-
-class FetchTimeout(TransientError):
-    code: ClassVar[str] = "timeout"
-
-
-class RateLimited(TransientError):
-    code: ClassVar[str] = "rate_limited"
-
-
-class ProviderPayloadError(ProviderError):
-    """The provider answered, but with something we cannot use."""
-
-    code: ClassVar[str] = "provider_error"
-
-
-class CredentialsError(ProviderError):
-    """The linked account's credentials are missing from the vault or unreadable."""
-
-    code: ClassVar[str] = "credentials_error"
-
-
-class RetiredProvider(ProviderError):
-    """The provider no longer exists; the linked account must be removed or frozen."""
-
-    code: ClassVar[str] = "retired_provider"
-
-
-# --------------------------------------------------------------------------- payload
+# --------------------------------------------------------------------------- context
 
 
 @dataclass(frozen=True)
-class Item:
-    """One line of a sub-account. ``value`` is in the sub-account currency;
-    liabilities are negative. ``currency`` is the item's own currency when it
-    differs or matters (a USD fund in a GBP ISA); ``symbol`` a ticker or ISIN."""
+class FetchContext:
+    """What a fetch knows about finbot: which account, which hour, where to write.
 
-    name: str
-    item_type: str
-    asset_class: str
-    asset_type: str
-    value: float
-    units: float | None = None
-    currency: str | None = None
-    symbol: str | None = None
+    ``hour`` is the naive-UTC start of the hour being fetched; providers with
+    ``supports_historical = False`` fetch "now" (the ingest refuses to ask them
+    for past hours). ``valuation_ccy`` is the owning profile's currency
+    (exchanges value balances in it by default). ``priced_units`` are the
+    non-ISO units ``market/unit_prices`` can price (the valuation prices an
+    unpriced item whose ``unit`` is one of them, or an ISO currency).
+    ``debug_dir`` is where a provider may leave debugging artefacts (failure
+    screenshots); ``browser`` the Chromium binary scraped portals drive."""
 
-
-@dataclass(frozen=True)
-class SubAccount:
-    id: str
-    name: str
-    currency: str
-    account_type: str
-    items: tuple[Item, ...]
+    linked_account_id: str
+    hour: datetime
+    valuation_ccy: str | None = None
+    priced_units: frozenset[str] = field(default_factory=frozenset)
+    debug_dir: Path | None = None
+    browser: str = DEFAULT_BROWSER
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    sub_accounts: tuple[SubAccount, ...]
-
-    def validate(self) -> None:
-        """Raise :class:`ProviderPayloadError` on the first inconsistency found.
-
-        A snapshot without any sub-account is refused: every provider reports at
-        least one (an exchange account holding nothing is one sub-account without
-        items), so an empty answer is a failed fetch, never a success worth 0."""
-        if not self.sub_accounts:
-            raise ProviderPayloadError(
-                "the answer holds no sub-account: an empty answer is not a snapshot"
-            )
-        seen_ids: set[str] = set()
-        for sa in self.sub_accounts:
-            where = f"sub-account {sa.id!r}"
-            if not isinstance(sa.id, str) or not sa.id.strip():
-                raise ProviderPayloadError("sub-account with an empty id")
-            if sa.id in seen_ids:
-                raise ProviderPayloadError(f"duplicate sub-account id {sa.id!r}")
-            seen_ids.add(sa.id)
-            if not isinstance(sa.name, str) or not sa.name.strip():
-                raise ProviderPayloadError(f"{where}: empty name")
-            _check_currency(sa.currency, f"{where}: currency")
-            if sa.account_type not in ACCOUNT_TYPES:
-                raise ProviderPayloadError(
-                    f"{where}: account_type {sa.account_type!r} is not one of "
-                    f"{', '.join(ACCOUNT_TYPES)}"
-                )
-            seen_names: set[str] = set()
-            for item in sa.items:
-                _validate_item(item, where, seen_names)
+# --------------------------------------------------------------------------- option types
 
 
-def _check_currency(ccy: object, what: str) -> None:
-    if not isinstance(ccy, str) or not _CURRENCY_RE.match(ccy):
-        raise ProviderPayloadError(f"{what} {ccy!r} is not a 3-letter upper-case currency code")
-
-
-def _validate_item(item: Item, where: str, seen_names: set[str]) -> None:
-    if not isinstance(item.name, str) or not item.name.strip():
-        raise ProviderPayloadError(f"{where}: item with an empty name")
-    iw = f"{where}, item {item.name!r}"
-    if item.name in seen_names:
-        raise ProviderPayloadError(f"{where}: duplicate item name {item.name!r}")
-    seen_names.add(item.name)
-    if item.item_type not in ITEM_TYPES:
-        raise ProviderPayloadError(f"{iw}: item_type {item.item_type!r} is not asset or liability")
-    if item.asset_class not in ASSET_CLASSES:
-        raise ProviderPayloadError(
-            f"{iw}: asset_class {item.asset_class!r} is not one of {', '.join(ASSET_CLASSES)}"
+def _check_http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(
+            f"expected an http(s) address without query such as https://api.example.com, got {v!r}"
         )
-    if not isinstance(item.asset_type, str) or not item.asset_type.strip():
-        raise ProviderPayloadError(f"{iw}: empty asset_type")
-    if isinstance(item.value, bool) or not isinstance(item.value, int | float):
-        raise ProviderPayloadError(f"{iw}: value is not a number")
-    if not math.isfinite(item.value):
-        raise ProviderPayloadError(f"{iw}: value is not finite")
-    if item.units is not None and (
-        isinstance(item.units, bool)
-        or not isinstance(item.units, int | float)
-        or not math.isfinite(item.units)
-    ):
-        raise ProviderPayloadError(f"{iw}: units is not a finite number")
-    if item.item_type == "liability" and item.value > 0:
-        raise ProviderPayloadError(f"{iw}: a liability must have a value <= 0, got {item.value}")
-    if item.item_type == "asset" and item.value < 0:
-        raise ProviderPayloadError(f"{iw}: an asset must have a value >= 0, got {item.value}")
-    if item.currency is not None:
-        _check_currency(item.currency, f"{iw}: currency")
-    if item.symbol is not None and (not isinstance(item.symbol, str) or not item.symbol.strip()):
-        raise ProviderPayloadError(f"{iw}: symbol must be None or a non-empty string")
+    return v.rstrip("/")
 
 
-# --------------------------------------------------------------------------- provider
+def _check_iso(v: str) -> str:
+    if v not in ISO_4217_CODES:
+        hint = " (currency codes are upper case)" if v.upper() in ISO_4217_CODES else ""
+        raise ValueError(
+            f"expected an ISO 4217 currency code such as GBP, EUR, USD, got {v!r}{hint}"
+        )
+    return v
+
+
+def _check_fiat(v: str) -> str:
+    if v not in FIAT_CODES:
+        raise ValueError(
+            f"expected an ISO 4217 fiat currency code such as USD, EUR, GBP, got {v!r}"
+        )
+    return v
+
+
+def _check_unit_code(v: str) -> str:
+    if not UNIT_CODE_RE.match(v):
+        raise ValueError(f"expected an upper-case currency code such as USDT, got {v!r}")
+    return v
+
+
+#: An http(s) address (no query), trailing slash removed.
+HttpUrl = Annotated[str, Strict(), AfterValidator(_check_http_url)]
+#: Seconds: a finite number > 0.
+Seconds = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
+#: An ISO 4217 code; a fiat one; any currency or unit code (BTC, ETH2.S).
+IsoCurrency = Annotated[str, Strict(), AfterValidator(_check_iso)]
+FiatCurrency = Annotated[str, Strict(), AfterValidator(_check_fiat)]
+UnitCode = Annotated[str, Strict(), AfterValidator(_check_unit_code)]
+
+
+class ProviderOptions(BaseModel):
+    """Base of a provider's options (``options:`` of a linked account). Unknown keys
+    are refused; field descriptions and defaults document the option."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ProviderCredentials(BaseModel):
+    """Base of a provider's credentials (the vault entry, a JSON object).
+
+    Mark fields with :func:`secret` (masked everywhere, prompted without echo)
+    or :func:`public`. Unknown keys are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    def secret_values(self) -> list[str]:
+        """The values to mask in messages: the secret fields' and the public fields'
+        declared ``masked`` (a login name: shown when typed, never quoted back)."""
+        out: list[str] = []
+        cls: type[ProviderCredentials] = type(self)
+        for name, info in cls.model_fields.items():
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and (extra.get("secret") or extra.get("masked")):
+                v = getattr(self, name)
+                if isinstance(v, str) and v:
+                    out.append(v)
+        return out
+
+
+def secret(description: str, **kwargs: Any) -> Any:
+    """A credential field that is a secret (never echoed, logged or stored in clear)."""
+    return Field(description=description, json_schema_extra={"secret": True}, **kwargs)
+
+
+def public(description: str, *, masked: bool = False, **kwargs: Any) -> Any:
+    """A credential field that is not a secret (a region, an environment): prompted with
+    echo and quoted in messages; ``masked``: prompted with echo, never quoted back (a
+    login name)."""
+    return Field(
+        description=description,
+        json_schema_extra={"secret": False, "masked": masked},
+        **kwargs,
+    )
+
+
+class NoCredentials(ProviderCredentials):
+    """For providers that need none."""
+
+
+class AnyOptions(ProviderOptions):
+    """Options of a retired provider: anything goes (it cannot be fetched anyway)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+# --------------------------------------------------------------------------- validation messages
+
+
+@dataclass(frozen=True)
+class FieldIssue:
+    """One problem with one field: ``path`` from the model's root."""
+
+    path: tuple[str | int, ...]
+    message: str
+
+
+def format_path(prefix: str, path: Iterable[str | int]) -> str:
+    out = prefix
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _short(value: object) -> str | None:
+    if isinstance(value, str | int | float | bool | Decimal) or value is None:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return None
+
+
+def _num(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The (nested) model whose field ``loc[-1]`` is, following ``loc[:-1]``."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        info = fields.get(part) if isinstance(fields, dict) else None
+        if info is None:
+            return None
+        current = _model_in(info.annotation)
+        if current is None:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def describe_errors(
+    exc: ValidationError, model: type[BaseModel], *, show_input: bool
+) -> list[FieldIssue]:
+    """Readable issues for a pydantic error: ``expected ...``, ``got ...`` (inputs only
+    when ``show_input``: never for credentials), did-you-mean for unknown keys."""
+    issues: list[FieldIssue] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        kind = err["type"]
+        ctx = err.get("ctx") or {}
+        got = _short(err.get("input")) if show_input else None
+        got_text = f", got {got}" if got is not None else ""
+        owner = _model_at(model, loc) if loc else None
+        info = owner.model_fields.get(str(loc[-1])) if owner is not None else None
+        if kind == "missing":
+            desc = info.description if info is not None else None
+            message = "required" + (f": {desc}" if desc else "")
+        elif kind == "extra_forbidden":
+            allowed = list(owner.model_fields) if owner is not None else []
+            message = "unknown option"
+            if allowed:
+                message += f" (expected one of {', '.join(allowed)})"
+                close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+                if close:
+                    message += f"; did you mean {close[0]!r}?"
+        elif kind == "value_error":
+            error = ctx.get("error")
+            message = str(error) if error is not None else str(err["msg"])
+            message = message.removeprefix("Value error, ")
+        elif kind in ("bool_type", "bool_parsing"):
+            message = f"expected true or false{got_text}"
+        elif kind in ("int_type", "int_parsing", "int_from_float"):
+            message = f"expected a whole number{got_text}"
+        elif kind in ("float_type", "float_parsing", "decimal_type", "decimal_parsing"):
+            message = f"expected a number{got_text}"
+        elif kind == "finite_number":
+            message = f"expected a finite number{got_text}"
+        elif kind in ("string_type", "string_sub_type"):
+            message = f"expected a string{got_text}"
+        elif kind == "string_too_short":
+            message = "expected a non-empty string"
+        elif kind == "list_type":
+            message = f"expected a list{got_text}"
+        elif kind in ("dict_type", "model_type", "model_attributes_type", "mapping_type"):
+            message = f"expected a mapping{got_text}"
+        elif kind == "too_short":
+            n = ctx.get("min_length")
+            message = f"expected at least {n} item{'s' if n != 1 else ''}"
+        elif kind == "too_long":
+            message = f"expected at most {ctx.get('max_length')} items"
+        elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+            noun = "a whole number" if info is not None and info.annotation is int else "a number"
+            bound = {
+                "greater_than": f"greater than {_num(ctx.get('gt'))}",
+                "greater_than_equal": f">= {_num(ctx.get('ge'))}",
+                "less_than": f"less than {_num(ctx.get('lt'))}",
+                "less_than_equal": f"<= {_num(ctx.get('le'))}",
+            }[kind]
+            message = f"expected {noun} {bound}{got_text}"
+        elif kind == "literal_error":
+            choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+            message = f"expected one of {', '.join(choices)}{got_text}"
+        else:
+            msg = str(err["msg"])
+            message = (
+                "expected " + msg.removeprefix("Input should be ") + got_text
+                if msg.startswith("Input should be ")
+                else msg
+            )
+        issues.append(FieldIssue(loc, message))
+    return issues
+
+
+# --------------------------------------------------------------------------- spec
 
 
 @dataclass(frozen=True)
@@ -231,22 +319,169 @@ class CredentialField:
     required: bool = True
 
 
-@runtime_checkable
-class Provider(Protocol):
+OptionsT = TypeVar("OptionsT", bound=ProviderOptions)
+CredentialsT = TypeVar("CredentialsT", bound=ProviderCredentials)
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """What finbot knows of a provider without importing its client library."""
+
     id: str
     description: str
-    credential_fields: tuple[CredentialField, ...]
-    supports_historical: bool
+    options: type[ProviderOptions]
+    credentials: type[ProviderCredentials] = NoCredentials
+    supports_historical: bool = False
+    #: ``"module:Class"`` of the :class:`Provider` subclass; None for a retired provider
+    implementation: str | None = None
+    #: why the provider is retired (every fetch fails with this message)
+    retired: str | None = None
 
-    def validate_options(self, options: Mapping[str, Any]) -> None:
-        """Raise ``ValueError("options.<key>: expected ...")`` on the first bad option.
+    @property
+    def credential_fields(self) -> tuple[CredentialField, ...]:
+        out = []
+        for name, info in self.credentials.model_fields.items():
+            extra = info.json_schema_extra
+            is_secret = bool(extra.get("secret", True)) if isinstance(extra, dict) else True
+            out.append(
+                CredentialField(
+                    name=name,
+                    description=info.description or name,
+                    secret=is_secret,
+                    required=info.is_required(),
+                )
+            )
+        return tuple(out)
 
-        Must accept the reserved keys (see the module docstring)."""
-        ...
+    def parse_options(self, options: Mapping[str, Any] | None) -> ProviderOptions:
+        """The options as the provider's model; :class:`OptionsError` naming the field."""
+        if options is not None and not isinstance(options, Mapping):
+            raise OptionsError("options: expected a mapping")
+        try:
+            return self.options.model_validate(dict(options or {}))
+        except ValidationError as exc:
+            issue = describe_errors(exc, self.options, show_input=True)[0]
+            raise OptionsError(
+                f"{format_path('options', issue.path)}: {issue.message}",
+            ) from None
+
+    def option_issues(self, options: Mapping[str, Any]) -> list[FieldIssue]:
+        """Every problem with ``options`` (paths relative to ``options``)."""
+        try:
+            self.options.model_validate(dict(options))
+        except ValidationError as exc:
+            return describe_errors(exc, self.options, show_input=True)
+        return []
+
+    def parse_credentials(self, credentials: Mapping[str, Any] | None) -> ProviderCredentials:
+        """The vault entry as the provider's model; :class:`CredentialsError` naming the
+        field, never its value."""
+        if credentials is not None and not isinstance(credentials, Mapping):
+            raise CredentialsError(f"{self.id}: the credentials are not a JSON object")
+        try:
+            return self.credentials.model_validate(dict(credentials or {}))
+        except ValidationError as exc:
+            issues = describe_errors(exc, self.credentials, show_input=False)
+            text = "; ".join(f"{format_path('', i.path) or '(root)'}: {i.message}" for i in issues)
+            raise CredentialsError(f"{self.id} credentials: {text}") from None
+
+
+class Provider(ABC, Generic[OptionsT, CredentialsT]):
+    """A provider implementation. Subclasses set ``spec`` and implement :meth:`fetch`."""
+
+    spec: ClassVar[ProviderSpec]
+
+    @abstractmethod
+    def fetch(self, ctx: FetchContext, options: OptionsT, credentials: CredentialsT) -> Snapshot:
+        """One snapshot of the linked account ``ctx.linked_account_id``.
+
+        Raise a :class:`~.contract.ProviderError` subclass on failure. Credential
+        values must never appear in an exception message, a log line or the
+        snapshot."""
+
+
+class RetiredImplementation(Provider[ProviderOptions, ProviderCredentials]):
+    """Stands in for a provider that no longer exists: every fetch fails."""
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        self._spec = spec
 
     def fetch(
-        self, credentials: Mapping[str, str], options: Mapping[str, Any], as_of: datetime
+        self, ctx: FetchContext, options: ProviderOptions, credentials: ProviderCredentials
     ) -> Snapshot:
-        """Fetch one snapshot. ``credentials`` is the vault entry parsed as a JSON
-        object (empty when the provider needs none)."""
-        ...
+        raise RetiredProvider(self._spec.retired or f"{self._spec.id} is retired")
+
+
+def load_implementation(spec: ProviderSpec) -> Provider[Any, Any]:
+    if spec.implementation is None:
+        return RetiredImplementation(spec)
+    module_name, _, class_name = spec.implementation.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    provider: Provider[Any, Any] = cls()
+    return provider
+
+
+# --------------------------------------------------------------------------- one fetch
+
+
+def fetch_snapshot(
+    spec: ProviderSpec,
+    provider: Provider[Any, Any],
+    ctx: FetchContext,
+    options: Mapping[str, Any] | None,
+    credentials: Mapping[str, Any] | None,
+) -> Snapshot:
+    """Parse, fetch, finalise: the one path every fetch takes."""
+    parsed_options = spec.parse_options(options)
+    parsed_credentials = spec.parse_credentials(credentials)
+    snapshot = provider.fetch(ctx, parsed_options, parsed_credentials)
+    return finalise_snapshot(snapshot, ctx, spec.id)
+
+
+def priced_downstream(item: Item, ctx: FetchContext) -> bool:
+    """An unpriced item the valuation can still price: its unit is an ISO currency
+    (FX) or one of the household's unit prices."""
+    return item.unit is not None and (is_iso_currency(item.unit) or item.unit in ctx.priced_units)
+
+
+def _amount(d: Decimal | None) -> str:
+    return "?" if d is None else format(d.normalize() if d != 0 else Decimal(0), "f")
+
+
+def unpriced_label(sub: SubAccount, item: Item) -> str:
+    what = item.unit or item.symbol or ""
+    units = f"{_amount(item.units)} {what}".strip()
+    return f"{item.name!r} ({units}) in sub-account {sub.id!r}"
+
+
+def finalise_snapshot(snapshot: Snapshot, ctx: FetchContext, provider_id: str) -> Snapshot:
+    """Validate ``snapshot``; warn about each item nothing can price; refuse a snapshot
+    whose every item is unpriced (it would be a silent 0)."""
+    snapshot.validate()
+    pairs = snapshot.items()
+    unpriced = [(sa, it) for sa, it in pairs if it.value is None and not priced_downstream(it, ctx)]
+    if pairs and len(unpriced) == len(pairs):
+        names = sorted({it.unit or it.symbol or it.name for _, it in unpriced})
+        raise UnpricedError(
+            f"{provider_id}: cannot value anything this account holds: {', '.join(names)} "
+            "(no price from the provider, and no unit price for them: add them to "
+            "`unit_prices` in finbot.yaml, or leave them out with the provider's options)"
+        )
+    warnings = [
+        FetchWarning(
+            "unpriced",
+            f"{unpriced_label(sa, it)} has no price from {provider_id}"
+            + (
+                f" nor a unit price for {it.unit}: add {it.unit} to `unit_prices`"
+                if it.unit
+                else ": it is listed without a value"
+            ),
+        )
+        for sa, it in unpriced
+    ]
+    return snapshot.with_warnings(*warnings) if warnings else snapshot
+
+
+def sum_values(items: Sequence[Item]) -> Decimal:
+    """The exact sum of the priced items' values."""
+    return sum((it.value for it in items if it.value is not None), Decimal(0))

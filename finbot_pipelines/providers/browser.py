@@ -1,19 +1,23 @@
 """Shared Playwright plumbing for the providers that scrape a web portal.
 
-One :func:`portal_session` per fetch: it launches Chromium (headless, from
-``$FINBOT_CHROMIUM`` or ``/usr/bin/chromium``), applies the fetch's timeout to
-every navigation and every wait, maps Playwright's exceptions to the typed
-provider errors, takes a screenshot when the fetch fails, and always closes the
-browser. It never retries: retries and backoff belong to
-:mod:`finbot_pipelines.providers.fetching`.
+One :func:`portal_session` per fetch: it launches Chromium (headless, the binary
+named by the fetch context, ``ctx.browser``: the ingest fills it), applies the
+fetch's timeout to every navigation and every wait, maps Playwright's exceptions
+to the typed provider errors, takes a screenshot when the fetch fails, and
+always closes the browser. It never retries: retries and backoff belong to
+:mod:`finbot_pipelines.providers.fetching`. Like every provider module, it reads
+nothing from the environment and nothing of finbot's configuration.
 
 Error mapping
 -------------
 - Playwright ``TimeoutError`` (a navigation or a wait ran out of time while the
   page was still loading something) -> :class:`FetchTimeout`.
-- ``net::ERR_CONNECTION_REFUSED`` and the other network-level failures, HTTP
-  5xx on a page, a crashed browser -> :class:`TransientError`; HTTP 429 on a
-  page -> :class:`RateLimited`. Both carry the page's ``Retry-After``, if any.
+- ``net::ERR_CONNECTION_REFUSED`` and the other network-level failures, a
+  crashed browser -> :class:`TransientError`.
+- HTTP 5xx -> :class:`TransientError`, HTTP 429 -> :class:`RateLimited`, both
+  with the answer's ``Retry-After`` (:func:`.http.error_for_status`): for a page
+  opened with :meth:`PortalSession.goto`, and for the page's own requests (an
+  XHR login, a keypad) when the element the scraper waits for never shows up.
 - An element the scraper needs is absent although the page has finished
   loading (no request in flight) -> :class:`ProviderPayloadError` saying the
   page layout changed and naming the element: never a guessed value.
@@ -24,53 +28,49 @@ Screenshots
 On any failure after a page was rendered (authentication failures included: the
 page shows why, e.g. a locked account or a demanded strong authentication), a
 full-page PNG goes to ``<debug_dir>/<provider>-<linked account>-<UTC time>.png``
-(``debug_dir`` option, default ``$FINBOT_HOME/debug``) and the error message ends
-with its path. Network failures (nothing rendered) get none. Before the shot,
-every password field is cleared, every input holding a credential is cleared,
-the focus is blurred and every credential value (4+ characters) found in the
-page text is masked. Only the newest :data:`KEEP_SCREENSHOTS` files per
+(the provider's ``debug_dir`` option, else the context's ``ctx.debug_dir``; no
+screenshot when neither is set; the linked account is ``ctx.linked_account_id``)
+and the error message ends with its path. Network failures (nothing rendered)
+get none. Before the shot, every password field is cleared, every input holding
+a credential is cleared, the focus is blurred and every credential value (4+
+characters) found in the page text is masked. Only the newest :data:`KEEP_SCREENSHOTS` files per
 (provider, linked account) are kept.
 
 Secrets
 -------
 Steps that type or click a credential are marked ``sensitive``: their errors
 never carry Playwright's own message (which names the locator being waited
-for). No credential is ever logged.
+for). Every error message leaving a session goes through :class:`.http.Masker`
+(a portal may echo a credential). No credential is ever logged.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, Request, Response, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from finbot_pipelines.providers.base import (
-    LINKED_ACCOUNT_ID_OPTION,
+from finbot_pipelines.providers.base import DEFAULT_BROWSER, FetchContext
+from finbot_pipelines.providers.contract import (
     FetchTimeout,
     ProviderError,
     ProviderPayloadError,
-    RateLimited,
     TransientError,
 )
+from finbot_pipelines.providers.http import Masker, error_for_status
 
 logger = logging.getLogger(__name__)
 
-CHROMIUM_ENV = "FINBOT_CHROMIUM"
-DEFAULT_CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS: tuple[str, ...] = (
     "--no-sandbox",
     "--disable-gpu",
@@ -79,13 +79,11 @@ LAUNCH_ARGS: tuple[str, ...] = (
     "--disable-sync",
     "--no-first-run",
 )
-DEFAULT_TIMEOUT_S = 30.0
-MAX_TIMEOUT_S = 600.0
 #: screenshots kept per (provider, linked account); older ones are deleted
 KEEP_SCREENSHOTS = 20
 #: the part of an error message kept before the screenshot path is appended
 _MESSAGE_BUDGET = 300
-#: credential values shorter than this are not masked in the page text (false hits)
+#: credential values shorter than this are not scrubbed from the page (false hits)
 _MIN_SCRUB_LEN = 4
 _SCRUB_TIMEOUT_MS = 3_000
 
@@ -117,56 +115,14 @@ _BROWSER_GONE = ("Target page, context or browser has been closed", "crashed", "
 _SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 #: the requests a page waits on (not images, fonts, media, beacons or websockets)
 _PAGE_RESOURCE_TYPES = frozenset({"document", "xhr", "fetch", "script", "stylesheet"})
-
-
-# --------------------------------------------------------------------------- options
+#: the requests whose 429/5xx explains a page that never showed what was expected
+_DATA_RESOURCE_TYPES = frozenset({"document", "xhr", "fetch"})
 
 
 def chromium_executable() -> str:
-    """The Chromium binary: ``$FINBOT_CHROMIUM`` or ``/usr/bin/chromium``."""
-    return os.environ.get(CHROMIUM_ENV) or DEFAULT_CHROMIUM
-
-
-def check_common_option(key: str, value: Any) -> bool:
-    """Validate ``base_url``, ``timeout_s``, ``debug_dir`` and the reserved keys.
-
-    Returns False when ``key`` is not one of them (the provider checks it);
-    raises ``ValueError("options.<key>: ...")`` when the value is bad."""
-    p = f"options.{key}"
-    if key == LINKED_ACCOUNT_ID_OPTION:
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{p}: expected a non-empty string (the linked account id)")
-        return True
-    if key == "base_url":
-        if not isinstance(value, str):
-            raise ValueError(f"{p}: expected an http(s) URL such as https://portal.example.com")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise ValueError(
-                f"{p}: expected an http(s) URL without query such as https://portal.example.com,"
-                f" got {value!r}"
-            )
-        return True
-    if key == "timeout_s":
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or not 0 < value <= MAX_TIMEOUT_S
-        ):
-            raise ValueError(f"{p}: expected a number of seconds in (0, {MAX_TIMEOUT_S:g}]")
-        return True
-    if key == "debug_dir":
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{p}: expected a directory path")
-        return True
-    return False
-
-
-def default_debug_dir() -> Path:
-    from finbot_pipelines.config.paths import HomePaths
-
-    return HomePaths.resolve().debug
+    """The default Chromium binary (a fetch drives ``ctx.browser``, which the ingest
+    fills from ``$FINBOT_CHROMIUM``; this module reads no environment)."""
+    return DEFAULT_BROWSER
 
 
 # --------------------------------------------------------------------------- errors
@@ -181,23 +137,6 @@ def _with_suffix(exc: ProviderError, suffix: str) -> None:
     if len(msg) > _MESSAGE_BUDGET:
         msg = msg[: _MESSAGE_BUDGET - 1] + "…"
     exc.args = (f"{msg}{suffix}",)
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """Seconds asked by a ``Retry-After`` header (delta-seconds or an HTTP date), if usable."""
-    if not value or not value.strip():
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value.strip())
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def map_playwright_error(
@@ -219,6 +158,15 @@ def map_playwright_error(
     return ProviderError(f"{prefix}: browser error while {step}{detail}")
 
 
+@dataclass(frozen=True)
+class FailedAnswer:
+    """A 429 or 5xx answer to one of the page's own requests (an XHR, a keypad)."""
+
+    status: int
+    path: str
+    headers: Mapping[str, str]
+
+
 # --------------------------------------------------------------------------- session
 
 
@@ -230,6 +178,7 @@ class PortalSession:
     provider_id: str
     timeout_s: float
     _inflight: dict[Request, float] = field(default_factory=dict)
+    _failed: list[FailedAnswer] = field(default_factory=list)
 
     @property
     def prefix(self) -> str:
@@ -239,6 +188,7 @@ class PortalSession:
 
     def _track(self) -> None:
         inflight = self._inflight
+        failed = self._failed
 
         def started(request: Request) -> None:
             if request.resource_type in _PAGE_RESOURCE_TYPES:
@@ -247,9 +197,18 @@ class PortalSession:
         def ended(request: Request) -> None:
             inflight.pop(request, None)
 
+        def answered(response: Response) -> None:
+            status = response.status
+            if (status == 429 or status >= 500) and (
+                response.request.resource_type in _DATA_RESOURCE_TYPES
+            ):
+                path = urlsplit(response.url).path or response.url
+                failed.append(FailedAnswer(status, path, dict(response.headers)))
+
         self.page.on("request", started)
         self.page.on("requestfinished", ended)
         self.page.on("requestfailed", ended)
+        self.page.on("response", answered)
 
     def page_settled(self) -> bool:
         """The document has loaded and nothing it depends on is still loading.
@@ -264,6 +223,28 @@ class PortalSession:
         except PlaywrightError:
             return False
         return state == "complete"
+
+    def failed_answer_error(self) -> ProviderError | None:
+        """The typed error (with its Retry-After) for the newest 429/5xx answer one of
+        the page's requests received, if any: why an expected element never showed up."""
+        if not self._failed:
+            return None
+        last = self._failed[-1]
+        return error_for_status(
+            last.status, f"{self.prefix}: the request for {last.path}", headers=last.headers
+        )
+
+    def _not_found(self, element: str) -> ProviderError:
+        """``element`` did not show up in time: a failed request, a changed layout, or a
+        page still loading."""
+        failed = self.failed_answer_error()
+        if failed is not None:
+            return failed
+        if self.page_settled():
+            return self.layout_changed(element)
+        return FetchTimeout(
+            f"{self.prefix}: no answer within {self.timeout_s:g} s while waiting for {element}"
+        )
 
     # -- steps
 
@@ -297,12 +278,9 @@ class PortalSession:
             status = response.status
             path = urlsplit(url).path
             if status >= 500 or status == 429:
-                with self.step(f"reading the answer to {what}"):
-                    retry_after = retry_after_s(response.header_value("retry-after"))
-                message = f"{self.prefix}: {what} answered HTTP {status} ({path})"
-                if status == 429:
-                    raise RateLimited(message, retry_after=retry_after)
-                raise TransientError(message, retry_after=retry_after)
+                raise error_for_status(
+                    status, f"{self.prefix}: {what} ({path})", headers=response.headers
+                )
             if status >= 400:
                 raise ProviderPayloadError(
                     f"{self.prefix}: {what} answered HTTP {status} ({path}): the portal address "
@@ -315,11 +293,7 @@ class PortalSession:
         try:
             locator.first.wait_for(state="visible" if visible else "attached")
         except PlaywrightTimeoutError:
-            if self.page_settled():
-                raise self.layout_changed(element) from None
-            raise FetchTimeout(
-                f"{self.prefix}: no answer within {self.timeout_s:g} s while waiting for {element}"
-            ) from None
+            raise self._not_found(element) from None
         except PlaywrightError as exc:
             raise map_playwright_error(
                 exc, self.prefix, f"waiting for {element}", self.timeout_s
@@ -335,11 +309,7 @@ class PortalSession:
         try:
             combined.first.wait_for(state="visible")
         except PlaywrightTimeoutError:
-            if self.page_settled():
-                raise self.layout_changed(what) from None
-            raise FetchTimeout(
-                f"{self.prefix}: no answer within {self.timeout_s:g} s while waiting for {what}"
-            ) from None
+            raise self._not_found(what) from None
         except PlaywrightError as exc:
             raise map_playwright_error(
                 exc, self.prefix, f"waiting for {what}", self.timeout_s
@@ -420,15 +390,17 @@ def _take_screenshot(page: Page, path: Path, secrets: Sequence[str] = ()) -> Non
     page.screenshot(path=str(path), full_page=True, timeout=10_000, mask=masks)
 
 
+def _account_part(linked_account_id: str) -> str:
+    return _SAFE_NAME_RE.sub("_", linked_account_id)[:64] or "unknown"
+
+
 def screenshot_path(debug_dir: Path, provider_id: str, linked_account_id: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    account = _SAFE_NAME_RE.sub("_", linked_account_id)[:64] or "unknown"
-    return debug_dir / f"{provider_id}-{account}-{stamp}.png"
+    return debug_dir / f"{provider_id}-{_account_part(linked_account_id)}-{stamp}.png"
 
 
 def _prune(debug_dir: Path, provider_id: str, linked_account_id: str) -> None:
-    account = _SAFE_NAME_RE.sub("_", linked_account_id)[:64] or "unknown"
-    shots = sorted(debug_dir.glob(f"{provider_id}-{account}-*.png"))
+    shots = sorted(debug_dir.glob(f"{provider_id}-{_account_part(linked_account_id)}-*.png"))
     for old in shots[:-KEEP_SCREENSHOTS]:
         with suppress(OSError):
             old.unlink()
@@ -457,35 +429,40 @@ def save_failure_screenshot(
     return path
 
 
+def debug_folder(option: str | None, ctx: FetchContext) -> Path | None:
+    """Where failure screenshots go: the ``debug_dir`` option, else ``ctx.debug_dir``."""
+    if option:
+        return Path(option).expanduser()
+    return ctx.debug_dir
+
+
 # --------------------------------------------------------------------------- entry point
-
-
-def fetch_timeout_s(options: Mapping[str, Any]) -> float:
-    return float(options.get("timeout_s", DEFAULT_TIMEOUT_S))
 
 
 @contextmanager
 def portal_session(
     provider_id: str,
-    options: Mapping[str, Any],
+    ctx: FetchContext,
+    *,
+    timeout_s: float,
     secrets: Sequence[str],
+    debug_dir: str | None = None,
+    locale: str = "en-GB",
 ) -> Iterator[PortalSession]:
-    """A fresh headless Chromium page for one fetch; typed errors, screenshot on failure.
+    """A fresh headless Chromium page (``ctx.browser``) for one fetch; typed errors,
+    masked messages, a screenshot on failure.
 
     ``secrets`` are the credential values: scrubbed from the page before a
-    screenshot."""
-    timeout_s = fetch_timeout_s(options)
-    account = str(options.get(LINKED_ACCOUNT_ID_OPTION) or "unknown")
-    debug_dir = (
-        Path(str(options["debug_dir"])).expanduser()
-        if options.get("debug_dir")
-        else default_debug_dir()
-    )
-    executable = chromium_executable()
+    screenshot and masked in every error message. ``debug_dir`` is the
+    provider's option (overrides ``ctx.debug_dir``)."""
+    mask = Masker(secrets)
+    folder = debug_folder(debug_dir, ctx)
+    account = ctx.linked_account_id or "unknown"
+    executable = ctx.browser
     if not Path(executable).exists():
         raise ProviderError(
             f"{provider_id}: Chromium not found at {executable} (install it, e.g. "
-            f"apt-get install chromium, or set {CHROMIUM_ENV})"
+            "apt-get install chromium, or point FINBOT_CHROMIUM at it)"
         )
     with sync_playwright() as pw:
         try:
@@ -494,13 +471,11 @@ def portal_session(
             )
         except PlaywrightError as exc:
             raise ProviderError(
-                f"{provider_id}: could not start Chromium at {executable}: {_first_line(str(exc))}"
+                f"{provider_id}: could not start Chromium at {executable}: "
+                f"{mask(_first_line(str(exc)))}"
             ) from None
         try:
-            context = browser.new_context(
-                locale="fr-FR" if provider_id == "credit_agricole" else "en-GB",
-                viewport={"width": 1280, "height": 900},
-            )
+            context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
             context.set_default_timeout(timeout_s * 1000)
             context.set_default_navigation_timeout(timeout_s * 1000)
             page = context.new_page()
@@ -510,10 +485,10 @@ def portal_session(
                 yield session
             except PlaywrightError as exc:  # outside any step
                 error = map_playwright_error(exc, provider_id, "scraping the portal", timeout_s)
-                _attach_screenshot(error, page, debug_dir, provider_id, account, secrets)
+                _attach_screenshot(error, page, folder, provider_id, account, secrets, mask)
                 raise error from None
             except ProviderError as error:
-                _attach_screenshot(error, page, debug_dir, provider_id, account, secrets)
+                _attach_screenshot(error, page, folder, provider_id, account, secrets, mask)
                 raise
         finally:
             try:
@@ -525,16 +500,17 @@ def portal_session(
 def _attach_screenshot(
     error: ProviderError,
     page: Page,
-    debug_dir: Path,
+    debug_dir: Path | None,
     provider_id: str,
     account: str,
     secrets: Sequence[str],
+    mask: Masker,
 ) -> None:
-    """Mask credential values in ``error`` (a portal may echo them), then add the screenshot."""
-    message = str(error)
-    for value in _scrub_values(secrets):
-        message = message.replace(value, "***")
-    error.args = (message,)
+    """Mask credential values in ``error`` (a portal may echo them), then add the
+    screenshot (when there is a folder for it)."""
+    error.args = (mask(str(error)),)
+    if debug_dir is None:
+        return
     path = save_failure_screenshot(page, debug_dir, provider_id, account, secrets)
     if path is not None:
         _with_suffix(error, f" (screenshot: {path})")

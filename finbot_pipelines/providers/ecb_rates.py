@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from finbot_pipelines.providers.base import ProviderPayloadError, TransientError
+from finbot_pipelines.providers.contract import ProviderPayloadError, TransientError
 
 _NS = {"e": "http://www.ecb.int/vocabulary/2002-08-01/eurofxref"}
 TIMEOUT_S = 30.0

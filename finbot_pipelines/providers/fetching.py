@@ -16,17 +16,23 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
-from finbot_pipelines.config.vault import VaultError
 from finbot_pipelines.providers.base import (
-    LINKED_ACCOUNT_ID_OPTION,
+    DEFAULT_BROWSER,
+    FetchContext,
+    Provider,
+    fetch_snapshot,
+)
+from finbot_pipelines.providers.contract import (
     CredentialsError,
     FetchTimeout,
-    Provider,
+    FetchWarning,
     ProviderError,
     Snapshot,
 )
+from finbot_pipelines.providers.http import Masker
 
 MAX_RETRY_AFTER_S = 120.0
 MAX_MESSAGE_CHARS = 500
@@ -42,13 +48,34 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class FetchTask:
-    """One attempt-set at one linked account for one hour."""
+    """One attempt-set at one linked account for one hour.
+
+    ``credentials`` is called inside the worker, just before each attempt; it may
+    raise :class:`CredentialsUnavailable` (e.g. the vault cannot be opened)."""
 
     hour: datetime
     linked_account_id: str
-    provider: Provider
+    provider: Provider[Any, Any]
     options: Mapping[str, Any]
-    credentials: Callable[[], Mapping[str, str]] = field(default=lambda: {})
+    credentials: Callable[[], Mapping[str, Any]] = field(default=lambda: {})
+    valuation_ccy: str | None = None
+    priced_units: frozenset[str] = field(default_factory=frozenset)
+    debug_dir: Path | None = None
+    browser: str = DEFAULT_BROWSER
+
+    def context(self) -> FetchContext:
+        return FetchContext(
+            linked_account_id=self.linked_account_id,
+            hour=self.hour,
+            valuation_ccy=self.valuation_ccy,
+            priced_units=self.priced_units,
+            debug_dir=self.debug_dir,
+            browser=self.browser,
+        )
+
+
+class CredentialsUnavailable(Exception):
+    """The credentials resolver could not read the vault (the message names why)."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +98,30 @@ def _utcnow() -> datetime:
 
 
 def mask_secrets(message: str, secrets: Sequence[str]) -> str:
-    """Replace every credential value (of 4+ characters) found in ``message`` by ***."""
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        message = message.replace(secret, "***")
-    return message
+    """Replace every credential value (of 4+ characters) found in ``message`` by ***,
+    in its plain and encoded forms."""
+    return Masker(secrets)(message)
+
+
+def _secret_values(provider: Provider[Any, Any], creds: Mapping[str, Any]) -> list[str]:
+    """The credential values to mask: those the provider's credentials model declares
+    secret (or masked); every value when the entry does not even parse."""
+    try:
+        return provider.spec.parse_credentials(creds).secret_values()
+    except ProviderError:
+        return [v for v in creds.values() if isinstance(v, str)]
+
+
+def _masked(snapshot: Snapshot, secrets: Sequence[str]) -> Snapshot:
+    """The snapshot with every credential value masked in its warnings (a provider may
+    quote a request or an answer in one)."""
+    if not snapshot.warnings or not secrets:
+        return snapshot
+    mask = Masker(secrets)
+    warnings = tuple(
+        FetchWarning(w.code, mask(w.message)[:MAX_MESSAGE_CHARS]) for w in snapshot.warnings
+    )
+    return Snapshot(snapshot.sub_accounts, warnings)
 
 
 def _call_with_timeout(fn: Callable[[], Snapshot], timeout_s: float) -> Snapshot:
@@ -102,10 +149,10 @@ def _call_with_timeout(fn: Callable[[], Snapshot], timeout_s: float) -> Snapshot
     return result
 
 
-def _resolve_credentials(task: FetchTask) -> Mapping[str, str]:
+def _resolve_credentials(task: FetchTask) -> Mapping[str, Any]:
     try:
         return task.credentials()
-    except VaultError as exc:
+    except CredentialsUnavailable as exc:
         raise CredentialsError(
             f"the credentials of linked account '{task.linked_account_id}' could not be read "
             f"from the vault: {exc}"
@@ -123,13 +170,19 @@ def run_one(
         attempt += 1
         try:
             creds = _resolve_credentials(task)
-            secrets = [v for v in creds.values() if isinstance(v, str)]
-            options = {**task.options, LINKED_ACCOUNT_ID_OPTION: task.linked_account_id}
+            secrets = _secret_values(task.provider, creds)
             snapshot = _call_with_timeout(
-                partial(task.provider.fetch, creds, options, task.hour), policy.timeout_s
+                partial(
+                    fetch_snapshot,
+                    task.provider.spec,
+                    task.provider,
+                    task.context(),
+                    task.options,
+                    creds,
+                ),
+                policy.timeout_s,
             )
-            snapshot.validate()
-            return FetchOutcome(task, started, _utcnow(), attempt, snapshot)
+            return FetchOutcome(task, started, _utcnow(), attempt, _masked(snapshot, secrets))
         except ProviderError as exc:
             error = exc
         except Exception as exc:  # a provider bug must not stop the other accounts

@@ -1,10 +1,12 @@
-"""The provider registry: provider id -> provider object.
+"""The provider registry: provider id -> its spec (options, credentials) and implementation.
 
-Adding a provider is one line in :data:`_PROVIDERS` (``"id": "module:Class"``).
-Modules are imported lazily, on first use, so a provider with heavy imports
-costs nothing to a command that never touches it. Retired providers are one
-line in :data:`_RETIRED`: they stay valid in ``finbot.yaml`` (so history keeps
-its name) but every fetch fails with :class:`RetiredProvider`.
+Adding a provider is one line in :data:`_SPECS` (``"id": "module:NAME"`` of its
+:class:`~.base.ProviderSpec`, in the provider's ``options`` module). Specs import
+pydantic only, so validating ``finbot.yaml`` imports no client library; the
+implementation is imported the first time an account of the provider is
+fetched. Retired providers are one line in :data:`_RETIRED`: they stay valid in
+``finbot.yaml`` (so history keeps its name) but every fetch fails with
+:class:`~.contract.RetiredProvider`.
 """
 
 from __future__ import annotations
@@ -13,27 +15,27 @@ import difflib
 import importlib
 import threading
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, ClassVar
 
 from finbot_pipelines.providers.base import (
-    CredentialField,
+    AnyOptions,
+    FieldIssue,
     Provider,
-    ProviderError,
-    RetiredProvider,
-    Snapshot,
+    ProviderSpec,
+    load_implementation,
 )
+from finbot_pipelines.providers.contract import ProviderError
 
-# One line per provider: id -> "module:ClassName" (instantiated with no arguments).
-_PROVIDERS: dict[str, str] = {
-    "dummy": "finbot_pipelines.providers.dummy:DummyProvider",
-    "plaid": "finbot_pipelines.providers.plaid:PlaidProvider",
-    "kraken": "finbot_pipelines.providers.crypto_exchange:KrakenProvider",
-    "binance": "finbot_pipelines.providers.crypto_exchange:BinanceProvider",
-    "ccxt": "finbot_pipelines.providers.crypto_exchange:CcxtProvider",
-    "google_sheets": "finbot_pipelines.providers.google_sheets:GoogleSheetsProvider",
-    "credit_agricole": "finbot_pipelines.providers.credit_agricole:CreditAgricoleProvider",
-    "aegon_targetplan": "finbot_pipelines.providers.aegon_targetplan:AegonTargetplanProvider",
+# One line per provider: id -> "module:SPEC" (a ProviderSpec in the provider's options module).
+_SPECS: dict[str, str] = {
+    "dummy": "finbot_pipelines.providers.dummy.options:SPEC",
+    "plaid": "finbot_pipelines.providers.plaid.options:SPEC",
+    "kraken": "finbot_pipelines.providers.exchanges.options:KRAKEN",
+    "binance": "finbot_pipelines.providers.exchanges.options:BINANCE",
+    "ccxt": "finbot_pipelines.providers.exchanges.options:CCXT",
+    "google_sheets": "finbot_pipelines.providers.google_sheets.options:SPEC",
+    "credit_agricole": "finbot_pipelines.providers.credit_agricole.options:SPEC",
+    "aegon_targetplan": "finbot_pipelines.providers.aegon_targetplan.options:SPEC",
 }
 
 # One line per retired provider: id -> the message every fetch fails with.
@@ -41,7 +43,8 @@ _RETIRED: dict[str, str] = {
     "bittrex": "bittrex closed in 2023; remove or freeze this linked account",
 }
 
-_instances: dict[str, Provider] = {}
+_specs: dict[str, ProviderSpec] = {}
+_instances: dict[str, Provider[Any, Any]] = {}
 _lock = threading.Lock()
 
 
@@ -62,64 +65,60 @@ class UnknownProvider(ProviderError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class RetiredProviderStub:
-    """Stands in for a provider that no longer exists."""
-
-    credential_fields: tuple[CredentialField, ...] = ()
-    supports_historical: bool = False
-
-    def __init__(self, provider_id: str, reason: str) -> None:
-        self.id = provider_id
-        self.reason = reason
-        self.description = f"retired: {reason}"
-
-    def validate_options(self, options: Mapping[str, Any]) -> None:
-        return None  # anything goes: the account cannot be fetched anyway
-
-    def fetch(
-        self, credentials: Mapping[str, str], options: Mapping[str, Any], as_of: datetime
-    ) -> Snapshot:
-        raise RetiredProvider(self.reason)
-
-
 def provider_ids() -> list[str]:
     """All registered provider ids (retired ones included), sorted."""
-    return sorted({*_PROVIDERS, *_RETIRED})
+    return sorted({*_SPECS, *_RETIRED})
 
 
 def is_retired(provider_id: str) -> bool:
     return provider_id in _RETIRED
 
 
-def get_provider(provider_id: str) -> Provider:
-    """The provider registered under ``provider_id`` (one shared instance)."""
+def get_spec(provider_id: str) -> ProviderSpec:
+    """The spec of ``provider_id`` (imports its options module, never its client)."""
     with _lock:
-        inst = _instances.get(provider_id)
-        if inst is not None:
-            return inst
+        spec = _specs.get(provider_id)
+        if spec is not None:
+            return spec
         if provider_id in _RETIRED:
-            inst = RetiredProviderStub(provider_id, _RETIRED[provider_id])
-        elif provider_id in _PROVIDERS:
-            module_name, _, class_name = _PROVIDERS[provider_id].partition(":")
-            cls = getattr(importlib.import_module(module_name), class_name)
-            inst = cls()
+            spec = ProviderSpec(
+                id=provider_id,
+                description=f"retired: {_RETIRED[provider_id]}",
+                options=AnyOptions,
+                retired=_RETIRED[provider_id],
+            )
+        elif provider_id in _SPECS:
+            module_name, _, name = _SPECS[provider_id].partition(":")
+            spec = getattr(importlib.import_module(module_name), name)
+            assert isinstance(spec, ProviderSpec) and spec.id == provider_id, provider_id
         else:
             raise UnknownProvider(provider_id)
-        _instances[provider_id] = inst
+        _specs[provider_id] = spec
+        return spec
+
+
+def get_provider(provider_id: str) -> Provider[Any, Any]:
+    """The implementation of ``provider_id`` (one shared instance; imports its client)."""
+    spec = get_spec(provider_id)
+    with _lock:
+        inst = _instances.get(provider_id)
+        if inst is None:
+            inst = load_implementation(spec)
+            _instances[provider_id] = inst
         return inst
 
 
-def validate_options(provider_id: str, options: Mapping[str, Any]) -> None:
-    """Let the provider check a linked account's options (``ValueError`` if bad)."""
-    get_provider(provider_id).validate_options(options)
+def option_issues(provider_id: str, options: Mapping[str, Any]) -> list[FieldIssue]:
+    """Every problem with a linked account's options (paths relative to ``options``)."""
+    return get_spec(provider_id).option_issues(options)
 
 
 def describe(provider_id: str) -> dict[str, Any]:
-    """A JSON-able description, for ``finbot providers`` and docs."""
-    p = get_provider(provider_id)
+    """A JSON-able description, for ``finbot accounts providers`` and the docs."""
+    spec = get_spec(provider_id)
     return {
         "id": provider_id,
-        "description": p.description,
+        "description": spec.description,
         "credential_fields": [
             {
                 "name": f.name,
@@ -127,8 +126,26 @@ def describe(provider_id: str) -> dict[str, Any]:
                 "secret": f.secret,
                 "required": f.required,
             }
-            for f in p.credential_fields
+            for f in spec.credential_fields
         ],
-        "supports_historical": p.supports_historical,
+        "options": option_docs(spec),
+        "supports_historical": spec.supports_historical,
         "retired": is_retired(provider_id),
     }
+
+
+def option_docs(spec: ProviderSpec) -> list[dict[str, Any]]:
+    """Each option of ``spec``: name, description, default (None when required)."""
+    out = []
+    for name, info in spec.options.model_fields.items():
+        required = info.is_required()
+        default = None if required else info.get_default(call_default_factory=True)
+        out.append(
+            {
+                "name": name,
+                "description": info.description or "",
+                "required": required,
+                "default": default,
+            }
+        )
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,3 +39,21 @@ def latest_net_worth(path: Path) -> list[dict[str, Any]]:
         )
         cols = [d[0] for d in cur.description or []]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
+def parse_warnings(raw: object) -> list[dict[str, str]]:
+    """The warnings of a fetch ({code, message} each), from the JSON list stored in
+    ``raw.fetches.warnings`` and ``mart_linked_account_health.warnings``."""
+    if not isinstance(raw, str) or not raw:
+        return []
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return []
+    if not isinstance(parsed, list):
+        return []
+    return [
+        {"code": str(w.get("code", "")), "message": str(w.get("message", ""))}
+        for w in parsed
+        if isinstance(w, dict)
+    ]

@@ -15,6 +15,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 
 import duckdb
 import pandas as pd
@@ -33,6 +34,7 @@ create table if not exists raw.fetches (
     error_code        varchar,
     error_message     varchar,
     attempt           integer   not null,   -- attempts made for this hour (1 = first try)
+    warnings          varchar,              -- JSON list of {code, message} of a successful fetch
     primary key (fetch_hour, linked_account_id)
 );
 
@@ -54,10 +56,12 @@ create table if not exists raw.items (
     item_type         varchar   not null,   -- asset | liability
     asset_class       varchar   not null,
     asset_type        varchar   not null,
-    units             double,
-    value             double    not null,   -- in the sub-account currency; liabilities < 0
+    units             decimal(38, 18),
+    value             decimal(38, 18),      -- in the sub-account currency; liabilities < 0;
+                                            -- NULL: the provider could not price it
     currency          varchar,              -- the item's own currency, when it has one
-    symbol            varchar
+    symbol            varchar,
+    unit              varchar               -- what units count when a unit price values them
 );
 
 -- Which linked accounts a profile had at each ingested hour, and in which state.
@@ -90,12 +94,55 @@ create table if not exists raw.fx_rates (
     source    varchar not null,   -- ecb | static
     primary key (rate_date, base_ccy, quote_ccy)
 );
+
+-- Prices of non-ISO units (crypto, tokens): 1 unit = price quote_ccy from price_hour
+-- on, until the unit's next price (market/unit_prices).
+create table if not exists raw.unit_prices (
+    price_hour timestamp       not null,
+    unit       varchar         not null,
+    quote_ccy  varchar         not null,   -- an ISO currency
+    price      decimal(38, 18) not null,
+    source     varchar         not null,   -- coingecko | static
+    primary key (price_hour, unit)
+);
 """
 
 
+#: Columns added after the first release: (table, column, type).
+_ADDED_COLUMNS = (
+    ("fetches", "warnings", "varchar"),
+    ("items", "unit", "varchar"),
+)
+#: Columns whose type changed: (table, column, new type). Old values are converted
+#: through their shortest text form, so a double 0.1 becomes exactly 0.1.
+_RETYPED_COLUMNS = (
+    ("items", "units", "decimal(38, 18)"),
+    ("items", "value", "decimal(38, 18)"),
+)
+AMOUNT_TYPE = "DECIMAL(38,18)"
+
+
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw schema and tables when absent (idempotent)."""
+    """Create the raw schema and tables when absent, and bring an older warehouse's
+    tables to the current columns (idempotent)."""
     con.execute(RAW_DDL)
+    types = {
+        (t, c): dt
+        for t, c, dt in con.execute(
+            "select table_name, column_name, data_type from information_schema.columns "
+            "where table_schema = 'raw'"
+        ).fetchall()
+    }
+    for table, column, kind in _ADDED_COLUMNS:
+        if (table, column) not in types:
+            con.execute(f"alter table raw.{table} add column {column} {kind}")
+    for table, column, kind in _RETYPED_COLUMNS:
+        if types.get((table, column), AMOUNT_TYPE).replace(" ", "") != AMOUNT_TYPE:
+            con.execute(
+                f"alter table raw.{table} alter column {column} set data type {kind} "
+                f"using cast(cast({column} as varchar) as {kind})"
+            )
+    con.execute("alter table raw.items alter column value drop not null")
 
 
 @dataclass(frozen=True)
@@ -110,6 +157,7 @@ class FetchRow:
     error_code: str | None
     error_message: str | None
     attempt: int
+    warnings: str | None = None  # JSON list of {code, message}
 
 
 @dataclass(frozen=True)
@@ -131,10 +179,11 @@ class ItemRow:
     item_type: str
     asset_class: str
     asset_type: str
-    units: float | None
-    value: float
+    units: Decimal | None
+    value: Decimal | None
     currency: str | None
     symbol: str | None
+    unit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,8 +213,23 @@ _ITEM_COLS = tuple(ItemRow.__dataclass_fields__)
 _HOUR_COLS = tuple(AccountHourRow.__dataclass_fields__)
 
 
+def _cell(v: object) -> object:
+    """Decimals go in as text and are cast to DECIMAL in SQL: never through a float."""
+    return str(v) if isinstance(v, Decimal) else v
+
+
 def _frame(objs: Sequence[object], cols: Sequence[str]) -> pd.DataFrame:
-    return pd.DataFrame([tuple(getattr(o, c) for c in cols) for o in objs], columns=list(cols))
+    return pd.DataFrame(
+        [tuple(_cell(getattr(o, c)) for c in cols) for o in objs], columns=list(cols)
+    )
+
+
+#: How each table's batch frame is inserted (amounts cast from text to DECIMAL).
+_INSERT_SELECT = {
+    "items": ", ".join(
+        f"cast({c} as {AMOUNT_TYPE}) as {c}" if c in ("units", "value") else c for c in _ITEM_COLS
+    ),
+}
 
 
 def _failpoint(name: str) -> None:
@@ -196,7 +260,8 @@ def write_hour_batch(con: duckdb.DuckDBPyConnection, batch: HourBatch) -> None:
         for table, frame in frames.items():
             if len(frame):
                 con.register("_batch_rows", frame)
-                con.execute(f"insert into raw.{table} by name select * from _batch_rows")
+                select = _INSERT_SELECT.get(table, "*")
+                con.execute(f"insert into raw.{table} by name select {select} from _batch_rows")
                 con.unregister("_batch_rows")
         con.unregister("_batch_keys")
         _failpoint("raw_write_before_commit")
@@ -237,3 +302,44 @@ def replace_fx_rates(
     except BaseException:
         con.execute("rollback")
         raise
+
+
+def replace_unit_prices(
+    con: duckdb.DuckDBPyConnection,
+    rows: Sequence[tuple[datetime, str, str, Decimal, str]],
+) -> None:
+    """Write (price_hour, unit, quote_ccy, price, source) rows, each replacing the price
+    of its (hour, unit), in one transaction (prices go in as text: exact)."""
+    if not rows:
+        return
+    con.execute("begin transaction")
+    try:
+        frame = pd.DataFrame(
+            [(h, u, q, str(p), src) for h, u, q, p, src in rows],
+            columns=["price_hour", "unit", "quote_ccy", "price", "source"],
+        )
+        con.register("_unit_prices", frame)
+        con.execute(
+            "delete from raw.unit_prices t using _unit_prices n "
+            "where t.price_hour = n.price_hour and t.unit = n.unit"
+        )
+        con.execute(
+            "insert into raw.unit_prices select price_hour, unit, quote_ccy, "
+            f"cast(price as {AMOUNT_TYPE}), source from _unit_prices"
+        )
+        con.unregister("_unit_prices")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
+def units_needing_prices(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every unit code the valuation may need a price of: the currencies of the
+    sub-accounts and the units of the items their provider left unpriced (ISO
+    currencies included; the caller keeps the non-ISO ones)."""
+    rows = con.execute(
+        "select distinct upper(currency) from raw.sub_accounts "
+        "union select distinct upper(unit) from raw.items where value is null and unit is not null"
+    ).fetchall()
+    return sorted(r[0] for r in rows if r[0])

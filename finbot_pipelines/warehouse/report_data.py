@@ -40,6 +40,8 @@ class ReportData:
     total_assets: float | None
     total_liabilities: float | None
     stale_accounts: int
+    #: items nothing could price at the latest hour (not in the totals)
+    unvalued_items: int
     change_1d_abs: float | None
     change_1d_rel: float | None
     fx_source: str | None
@@ -60,7 +62,7 @@ class ReportData:
     #: one row per linked account valued at the latest hour: linked_account_id,
     #: linked_account_name, provider_id, account_state, value, is_stale, stale_hours,
     #: source_fetch_hour, last_attempt_hour, last_success_hour, consecutive_failures,
-    #: last_error_code, last_error_message
+    #: last_error_code, last_error_message, unvalued_items, warning_count, warnings (JSON)
     accounts: pd.DataFrame
 
     @property
@@ -133,7 +135,7 @@ def load_report_data(
     latest = con.execute(
         """
         select valuation_hour, valuation_ccy, total_assets, total_liabilities, net_worth,
-               stale_accounts
+               stale_accounts, unvalued_items
         from marts.fct_profile_valuation_hourly
         where profile_id = ?
         order by valuation_hour desc
@@ -143,7 +145,7 @@ def load_report_data(
     ).fetchone()
     if latest is None:
         raise LookupError(f"profile {profile_id!r} has no valued hour in the published marts")
-    hour, ccy, assets, liabilities, net_worth, stale_accounts = latest
+    hour, ccy, assets, liabilities, net_worth, stale_accounts, unvalued_items = latest
     change = con.execute(
         """
         select change_abs, change_rel from marts.fct_valuation_changes
@@ -217,6 +219,7 @@ def load_report_data(
         total_assets=num(assets),
         total_liabilities=num(liabilities),
         stale_accounts=int(stale_accounts or 0),
+        unvalued_items=int(unvalued_items or 0),
         change_1d_abs=num(change[0]) if change else None,
         change_1d_rel=num(change[1]) if change else None,
         fx_source=fx_source,
@@ -305,7 +308,9 @@ def load_accounts(con: duckdb.DuckDBPyConnection, profile_id: str, hour: datetim
         select l.linked_account_id, l.linked_account_name, l.provider_id, l.account_state,
                l.value, l.is_stale, l.stale_hours, l.source_fetch_hour,
                h.last_attempt_hour, h.last_success_hour, h.consecutive_failures,
-               h.last_error_code, h.last_error_message
+               h.last_error_code, h.last_error_message, l.unvalued_items,
+               coalesce(h.warning_count, 0) as warning_count,
+               coalesce(h.warnings, '[]') as warnings
         from marts.fct_linked_account_valuation_hourly l
         left join marts.mart_linked_account_health h
             on h.profile_id = l.profile_id and h.linked_account_id = l.linked_account_id

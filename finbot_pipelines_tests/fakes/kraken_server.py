@@ -11,6 +11,13 @@ increasing nonce per key. Errors come back as Kraken sends them: HTTP 200 with
 ``shared/data/api-examples/ccxt_kraken_responses.json``; tests add what their
 scenario needs with :meth:`KrakenFake.add_balance` / :meth:`KrakenFake.add_ticker`,
 and inject failures with :meth:`KrakenFake.fail_next`.
+
+The asset list holds, like Kraken's ``/0/public/Assets``, staking and earn
+variants as assets of their own (``ETH2``, ``ETH2.S``, ``DOT.S``, ``DOT28.S``,
+``XBT.M``, ``ETH.F``, ``SOL.B``, ``KSM.P``, ``USD.HOLD``: altname = id, no market
+except ``ETH2.S/ETH``). Balances are sent as JSON numbers, as in the published
+BalanceEx example; a :class:`~decimal.Decimal` balance is written digit for digit,
+a ``str`` one as a JSON string (Kraken's documented form).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -43,7 +51,19 @@ ASSETS: dict[str, str] = {
     "USDT": "USDT",
     "USDC": "USDC",
     "DOT": "DOT",
+    "SOL": "SOL",
+    "KSM": "KSM",
     "KFEE": "FEE",
+    # staking / earn variants: assets of their own (altname = id)
+    "ETH2": "ETH2",
+    "ETH2.S": "ETH2.S",
+    "DOT.S": "DOT.S",
+    "DOT28.S": "DOT28.S",
+    "XBT.M": "XBT.M",
+    "ETH.F": "ETH.F",
+    "SOL.B": "SOL.B",
+    "KSM.P": "KSM.P",
+    "USD.HOLD": "USD.HOLD",
 }
 #: Kraken pair ids -> (base asset id, quote asset id). AssetPairs lists those with a ticker.
 PAIRS: dict[str, tuple[str, str]] = {
@@ -57,6 +77,8 @@ PAIRS: dict[str, tuple[str, str]] = {
     "ZEURZUSD": ("ZEUR", "ZUSD"),
     "ZGBPZUSD": ("ZGBP", "ZUSD"),
     "DOTUSD": ("DOT", "ZUSD"),
+    "SOLUSD": ("SOL", "ZUSD"),
+    "ETH2.SETH": ("ETH2.S", "XETH"),
 }
 
 API_KEY = "kraken-test-api-key-0001"
@@ -66,6 +88,23 @@ API_SECRET = base64.b64encode(b"kraken-fake-private-key-0123456789abcdef" * 2).d
 def load_examples(shared_data: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((shared_data / "api-examples" / EXAMPLES_FILE).read_text())
     return data
+
+
+def dumps(body: Any) -> str:
+    """JSON text of ``body``; a :class:`~decimal.Decimal` becomes a number, digit for digit."""
+    numbers: dict[str, str] = {}
+
+    def number(value: object) -> str:
+        if not isinstance(value, Decimal):
+            raise TypeError(f"not JSON: {value!r}")
+        mark = f"@@number{len(numbers)}@@"
+        numbers[f'"{mark}"'] = format(value, "f")
+        return mark
+
+    text = json.dumps(body, default=number)
+    for mark, digits in numbers.items():
+        text = text.replace(mark, digits)
+    return text
 
 
 def kraken_ticker(template: dict[str, Any], last: str) -> dict[str, Any]:
@@ -108,7 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        raw = body.encode() if isinstance(body, str) else dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(raw)))
@@ -245,6 +284,13 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state = state
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (a timeout under test) is not an error of the fake."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class KrakenFake:
     """A running fake (use :func:`kraken_fake`); ``url`` is the ``api_url`` option."""
@@ -279,7 +325,13 @@ class KrakenFake:
         tickers = ex["GET /0/public/Ticker?pair=XBTUSDT"]["result"]
         return KrakenState(balances=copy.deepcopy(balances), tickers=copy.deepcopy(tickers))
 
-    def add_balance(self, asset_id: str, balance: float, hold_trade: float = 0.0) -> None:
+    def add_balance(
+        self,
+        asset_id: str,
+        balance: float | Decimal | str,
+        hold_trade: float | Decimal | str = 0.0,
+    ) -> None:
+        assert asset_id in ASSETS, asset_id
         with self.state.lock:
             self.state.balances[asset_id] = {"balance": balance, "hold_trade": hold_trade}
 

@@ -77,6 +77,9 @@ class _Failure:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
@@ -96,11 +99,13 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: int, body: dict[str, Any] | str, headers: Mapping[str, str] | None = None
     ) -> None:
         data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        extra = dict(headers or {})
+        content_type = extra.pop("Content-Type", JSON_CONTENT_TYPE)
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
+            for k, v in extra.items():
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(data)
@@ -219,13 +224,31 @@ class FakePlaid:
             )
 
     def malformed(
-        self, endpoint: str, body: dict[str, Any] | str, *, status: int = 200, times: int = 1
+        self,
+        endpoint: str,
+        body: dict[str, Any] | str,
+        *,
+        status: int = 200,
+        times: int = 1,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        """The next ``times`` calls of ``endpoint`` answer ``body`` (a dict or raw text)."""
+        """The next ``times`` calls of ``endpoint`` answer ``body`` (a dict or raw text) with
+        ``status`` (a proxy's error page too: pass ``headers={"Content-Type": "text/html"}``)."""
         with self._lock:
             self._failures.setdefault(endpoint, []).extend(
-                _Failure(status, copy.deepcopy(body)) for _ in range(times)
+                _Failure(status, copy.deepcopy(body), dict(headers or {})) for _ in range(times)
             )
+
+    def account(self, endpoint: str, account_id: str) -> dict[str, Any]:
+        """The account ``account_id`` of the answer of ``endpoint`` (to edit it in place)."""
+        for acc in self.responses[endpoint]["accounts"]:
+            if acc["account_id"] == account_id:
+                return acc
+        raise KeyError(account_id)
+
+    def holdings_of(self, account_id: str) -> list[dict[str, Any]]:
+        """The holdings of ``account_id`` in the holdings answer (to edit them in place)."""
+        return [h for h in self.responses[HOLDINGS]["holdings"] if h["account_id"] == account_id]
 
     def products_missing(self, *products: str, error_code: str = "PRODUCTS_NOT_SUPPORTED") -> None:
         """``investments`` / ``liabilities`` are not enabled for the Item (until reset)."""

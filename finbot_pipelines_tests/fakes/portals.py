@@ -3,8 +3,10 @@
 The pages live in ``portal_pages/``; this module serves them with the state a
 real portal keeps: session cookies, the login POSTs, wrong credentials, a
 keypad shuffled at every load (positions are decoded server-side with the
-layout handed to that page), a maintenance page, slow pages, and a "changed
-layout" switch that renames the elements a scraper relies on.
+layout handed to that page), locked accounts, a maintenance page, slow pages,
+HTTP error statuses (every request, or only the requests of one path: a keypad,
+an XHR login), and a "changed layout" switch that renames the elements a
+scraper relies on.
 
 Usage::
 
@@ -79,6 +81,7 @@ class CAUser:
     name: str = "M. DUPONT"
     accounts: list[CAAccount] = field(default_factory=list)  # the first is the main account
     strong_auth: bool = False  # the login is held for a strong authentication
+    locked: bool = False  # the online access is blocked: every login is refused
 
 
 @dataclass
@@ -95,6 +98,7 @@ class AegonUser:
     name: str = "Jane Smith"
     products: list[AegonProduct] = field(default_factory=list)
     must_change_password: bool = False
+    locked: bool = False  # too many failed attempts: every login is refused
 
 
 @dataclass
@@ -129,6 +133,10 @@ class FakePortals:
         #: when set, every request is answered with this HTTP status (and ``error_headers``)
         self.error_status: int | None = None
         self.error_headers: dict[str, str] = {}
+        #: when set, ``error_status`` answers only the requests whose path contains it
+        self.error_path: str | None = None
+        #: when set, ``error_status`` answers only the requests of this method (GET, POST)
+        self.error_method: str | None = None
         #: every request as it arrived: (time.monotonic(), method, path)
         self.requests: list[tuple[float, str, str]] = []
         self.sessions: dict[str, _Session] = {}
@@ -195,6 +203,8 @@ class FakePortals:
             self.maintenance = False
             self.error_status = None
             self.error_headers = {}
+            self.error_path = None
+            self.error_method = None
             self.requests.clear()
             self.sessions.clear()
 
@@ -301,7 +311,12 @@ class _Handler(BaseHTTPRequestHandler):
         with self.portals.lock:
             self.portals.requests.append((time.monotonic(), method, path))
             status, headers = self.portals.error_status, dict(self.portals.error_headers)
-        if status is None:
+            only_path, only_method = self.portals.error_path, self.portals.error_method
+        if (
+            status is None
+            or (only_path is not None and only_path not in path)
+            or (only_method is not None and only_method != method)
+        ):
             return False
         if method == "POST":
             self._body()
@@ -419,6 +434,17 @@ class _Handler(BaseHTTPRequestHandler):
                 decoded = ""
         user = self.portals.ca_users.get((region, username))
         ok = user is not None and layout is not None and decoded == user.password
+        if ok and user is not None and user.locked:
+            self.portals.attempts.append(
+                LoginAttempt("credit_agricole", username, decoded, False, layout)
+            )
+            # the portal names the blocked identifiant (a scraper must mask it)
+            return self._ca_login_page(
+                region,
+                f"L'accès à la banque en ligne de l'identifiant {username} est bloqué. "
+                "Contactez votre conseiller pour le débloquer.",
+                headers,
+            )
         self.portals.attempts.append(LoginAttempt("credit_agricole", username, decoded, ok, layout))
         if not ok:
             return self._ca_login_page(
@@ -522,6 +548,17 @@ class _Handler(BaseHTTPRequestHandler):
         password = str(data.get("password", ""))
         user = self.portals.aegon_users.get(username)
         ok = user is not None and user.password == password
+        if ok and user is not None and user.locked:
+            self.portals.attempts.append(
+                LoginAttempt("aegon_targetplan", username, password, False)
+            )
+            body = json.dumps(
+                {
+                    "error": "Your account has been locked after too many unsuccessful login "
+                    "attempts. Please call us to unlock it."
+                }
+            )
+            return self._send(HTTPStatus.FORBIDDEN, body, "application/json", headers)
         self.portals.attempts.append(LoginAttempt("aegon_targetplan", username, password, ok))
         if not ok:
             body = json.dumps(

@@ -14,7 +14,9 @@ It speaks the real wire protocol the ``google_sheets`` provider uses:
 ``GET /v4/spreadsheets/{id}/values/{range}``
     a ValueRange of a whole sheet (``'Title'`` or ``Title``), with trailing
     empty cells and rows trimmed as Google does, honouring
-    ``valueRenderOption`` (``FORMATTED_VALUE`` renders numbers as text).
+    ``valueRenderOption`` (``FORMATTED_VALUE`` renders numbers as text). A cell
+    holding a :class:`~decimal.Decimal` is sent as a JSON number written with
+    exactly its digits (to check that the client never reads it through a float).
 
 Every API call checks the ``Authorization: Bearer`` token and that the sheet
 is shared with the token's service account. Errors use Google's format
@@ -34,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -42,7 +45,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-CellValue = str | int | float | bool | None
+CellValue = str | int | float | Decimal | bool | None
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SHEETS_SCOPES = (
     "https://www.googleapis.com/auth/spreadsheets.readonly",
@@ -130,7 +133,26 @@ def _format(v: CellValue) -> CellValue:
         return "TRUE" if v else "FALSE"
     if isinstance(v, int | float):
         return f"{v:g}" if isinstance(v, int) else f"{v:.15g}"
+    if isinstance(v, Decimal):
+        return format(v, "f")
     return v
+
+
+_RAW_NUMBER_RE = re.compile(r'"\\u0000(\d+)\\u0000"')
+
+
+def dumps(body: Any) -> bytes:
+    """JSON of ``body``; a Decimal becomes a JSON number with exactly its digits."""
+    raw: list[str] = []
+
+    def default(o: object) -> str:
+        if isinstance(o, Decimal):
+            raw.append(str(o))
+            return f"\u0000{len(raw) - 1}\u0000"
+        raise TypeError(f"{type(o).__name__} is not JSON")
+
+    text = json.dumps(body, default=default)
+    return _RAW_NUMBER_RE.sub(lambda m: raw[int(m[1])], text).encode()
 
 
 def _b64decode(part: str) -> bytes:
@@ -437,7 +459,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: dict[str, Any] | bytes, headers: Mapping[str, str] | None = None
     ) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        data = body if isinstance(body, bytes) else dumps(body)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))

@@ -2,7 +2,8 @@
   Every parent row equals the sum of its child rows (1e-6 relative tolerance), at every
   hour of the build window. `measures` maps parent columns to child columns:
   [{parent: value, child: value}, ...]. A parent without children must be 0; children
-  without a parent fail. NULL (missing FX) equals NULL.
+  without a parent fail. Children with a NULL value (nothing could price them) are
+  not summed, as in the marts (which count them in unvalued_items).
 -#}
 {% test reconciles_with_children(model, children, keys, measures, hour_column='valuation_hour') %}
 with parent as (
@@ -17,7 +18,7 @@ with parent as (
 child as (
     select
         {{ keys | join(', ') }},
-        {% for m in measures %}{{ strict_sum(m.child) }} as child_{{ loop.index }},
+        {% for m in measures %}{{ valued_sum(m.child) }} as child_{{ loop.index }},
         {% endfor %}
         count(*) as n_children
     from {{ children }}

@@ -1,10 +1,11 @@
 {{ config(materialized='view') }}
 
 {#-
-  The currency pairs the valuation needed but could not price (no rate published on
-  or before the hour's date for one leg). A leaf on purpose: its test
-  (assert_fx_rates_available) fails the build loudly without stopping the marts,
-  whose affected rows carry value NULL and is_fx_missing = true.
+  The pairs the valuation needed but could not price (no rate published on or before
+  the hour's date for a currency leg, no unit price at or before the hour for a unit
+  leg). A leaf on purpose: its test (assert_fx_rates_available) warns and names them
+  without stopping the marts, whose affected items carry value NULL (is_unvalued,
+  is_fx_missing) and are counted in unvalued_items.
 -#}
 
 with

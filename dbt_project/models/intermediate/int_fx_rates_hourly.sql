@@ -8,14 +8,21 @@
 }}
 
 {#-
-  The FX rate of every currency pair the valuation needs at each hour of the window:
-  from a sub-account currency to the owning profile's valuation currency.
+  The conversion rate of every pair the valuation needs at each hour of the window:
+  from a sub-account currency to the owning profile's valuation currency, and, for
+  the items their provider left unpriced, from the item's unit to the sub-account
+  currency and to the valuation currency.
 
-  rate(X -> Y) = rate(EUR -> Y) / rate(EUR -> X), EUR legs are 1, X -> X is 1.
-  An hour uses, per currency, the latest rate published on or before its (UTC) date,
-  so weekends and holidays carry the previous business day's rate.
-  A pair whose leg has no rate yet is kept with rate NULL and is_missing = true:
-  int_fx_missing_pairs lists them and its test fails (never a silent 0 or 1).
+  A code's leg is its value against the euro: rate(EUR -> code), units of the code per
+  1 EUR. For a currency of the FX rates it is the latest rate published on or before
+  the hour's (UTC) date (weekends and holidays carry the previous business day's). For
+  a non-ISO unit (BTC) priced in market/unit_prices at P quote_ccy from some hour on,
+  it is rate(EUR -> quote_ccy) / P, with the latest price at or before the hour. The
+  FX rates win when a code has both.
+  rate(X -> Y) = leg(Y) / leg(X); EUR legs are 1, X -> X is 1.
+  A pair whose leg has no rate or price yet is kept with rate NULL and is_missing =
+  true: int_fx_missing_pairs lists them, the valued marts leave those values NULL and
+  count them (never a silent 0 or 1).
 -#}
 
 with
@@ -36,6 +43,15 @@ sub_accounts as (
 
 ),
 
+unpriced_items as (
+
+    select * from {{ ref('stg_raw__items') }}
+    where fetch_hour between {{ snapshot_min_source_hour(ref('int_consistent_snapshot')) }} and {{ window_max_hour() }}
+        and value is null
+        and unit is not null
+
+),
+
 profiles as (
 
     select * from {{ ref('stg_raw__profiles') }}
@@ -49,12 +65,21 @@ eur_rates as (
 
 ),
 
-needed_pairs as (
+unit_prices as (
 
-    select distinct
+    select * from {{ ref('stg_raw__unit_prices') }}
+
+),
+
+held as (
+
+    select
         snapshot.valuation_hour,
-        sub_accounts.sub_account_ccy as from_ccy,
-        profiles.valuation_ccy as to_ccy
+        snapshot.linked_account_id,
+        snapshot.source_fetch_hour,
+        sub_accounts.sub_account_id,
+        sub_accounts.sub_account_ccy,
+        profiles.valuation_ccy
 
     from snapshot
     inner join sub_accounts
@@ -62,6 +87,35 @@ needed_pairs as (
         and snapshot.source_fetch_hour = sub_accounts.fetch_hour
     inner join profiles
         on snapshot.profile_id = profiles.profile_id
+
+),
+
+held_unpriced as (
+
+    select held.*, unpriced_items.unit
+
+    from held
+    inner join unpriced_items
+        on held.linked_account_id = unpriced_items.linked_account_id
+        and held.source_fetch_hour = unpriced_items.fetch_hour
+        and held.sub_account_id = unpriced_items.sub_account_id
+
+),
+
+needed_pairs as (
+
+    select distinct valuation_hour, sub_account_ccy as from_ccy, valuation_ccy as to_ccy
+    from held
+
+    union
+
+    select distinct valuation_hour, unit as from_ccy, sub_account_ccy as to_ccy
+    from held_unpriced
+
+    union
+
+    select distinct valuation_hour, unit as from_ccy, valuation_ccy as to_ccy
+    from held_unpriced
 
 ),
 
@@ -107,10 +161,41 @@ candidate_rates as (
 
 ),
 
-legs as (
+{#- Unit prices read likewise: inside the window plus, per unit, the latest before it. -#}
+prices_in_window as (
+
+    select unit, price_hour, quote_ccy, price
+    from unit_prices
+    where price_hour between {{ window_min_hour() }} and {{ window_max_hour() }}
+
+),
+
+last_price_before_window as (
+
+    select unit, max(price_hour) as price_hour
+    from unit_prices
+    where price_hour < {{ window_min_hour() }}
+    group by unit
+
+),
+
+candidate_prices as (
+
+    select * from prices_in_window
+    union all
+    select unit_prices.unit, unit_prices.price_hour, unit_prices.quote_ccy, unit_prices.price
+    from last_price_before_window
+    inner join unit_prices
+        on last_price_before_window.unit = unit_prices.unit
+        and last_price_before_window.price_hour = unit_prices.price_hour
+
+),
+
+fx_legs as (
 
     select
         needed_legs.valuation_hour,
+        needed_legs.valuation_date,
         needed_legs.ccy,
         candidate_rates.rate_date,
         candidate_rates.rate
@@ -122,6 +207,59 @@ legs as (
 
 ),
 
+unit_legs as (
+
+    select
+        fx_legs.valuation_hour,
+        fx_legs.valuation_date,
+        fx_legs.ccy,
+        candidate_prices.price_hour,
+        candidate_prices.quote_ccy,
+        cast(candidate_prices.price as double) as price
+
+    from fx_legs
+    asof left join candidate_prices
+        on fx_legs.ccy = candidate_prices.unit
+        and fx_legs.valuation_hour >= candidate_prices.price_hour
+    where fx_legs.rate is null
+
+),
+
+quote_legs as (
+
+    select
+        unit_legs.valuation_hour,
+        unit_legs.ccy,
+        unit_legs.price_hour,
+        unit_legs.price,
+        unit_legs.quote_ccy,
+        case when unit_legs.quote_ccy = 'EUR' then cast(unit_legs.valuation_date as date) else candidate_rates.rate_date end as quote_rate_date,
+        case when unit_legs.quote_ccy = 'EUR' then 1.0 else candidate_rates.rate end as quote_rate
+
+    from unit_legs
+    asof left join candidate_rates
+        on unit_legs.quote_ccy = candidate_rates.quote_ccy
+        and unit_legs.valuation_date >= candidate_rates.rate_date
+    where unit_legs.price is not null
+
+),
+
+legs as (
+
+    select
+        fx_legs.valuation_hour,
+        fx_legs.ccy,
+        coalesce(fx_legs.rate_date, quote_legs.quote_rate_date) as rate_date,
+        quote_legs.price_hour,
+        coalesce(fx_legs.rate, quote_legs.quote_rate / quote_legs.price) as rate
+
+    from fx_legs
+    left join quote_legs
+        on fx_legs.valuation_hour = quote_legs.valuation_hour
+        and fx_legs.ccy = quote_legs.ccy
+
+),
+
 priced as (
 
     select
@@ -130,6 +268,7 @@ priced as (
         needed_pairs.to_ccy,
         from_leg.rate_date as from_rate_date,
         to_leg.rate_date as to_rate_date,
+        from_leg.price_hour as from_price_hour,
         case when needed_pairs.from_ccy = 'EUR' then 1.0 else from_leg.rate end as eur_to_from_rate,
         case when needed_pairs.to_ccy = 'EUR' then 1.0 else to_leg.rate end as eur_to_to_rate
 
@@ -155,6 +294,7 @@ final as (
         end as rate,
         case when from_ccy = to_ccy then null else from_rate_date end as from_rate_date,
         case when from_ccy = to_ccy then null else to_rate_date end as to_rate_date,
+        case when from_ccy = to_ccy then null else from_price_hour end as from_price_hour,
         from_ccy <> to_ccy
             and (eur_to_from_rate is null or eur_to_to_rate is null) as is_missing
 

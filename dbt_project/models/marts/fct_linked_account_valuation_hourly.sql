@@ -9,7 +9,8 @@
 
 {#-
   Every linked account that has data at the hour (its latest successful fetch at or
-  before it), with the sum of its sub-accounts. A failing or frozen account keeps its
+  before it), with the sum of its sub-accounts (unvalued_items: items nothing could
+  price, not in the sums). A failing or frozen account keeps its
   last good data (is_stale, stale_hours); an account that never succeeded yet has no
   row here (it shows in stale_accounts and in mart_linked_account_health).
 -#}
@@ -47,9 +48,10 @@ final as (
         snapshot.provider_id,
         snapshot.linked_account_name,
         snapshot.account_state,
-        {{ strict_sum('sub_account_values.value', 'sub_account_values.sub_account_id') }} as value,
-        {{ strict_sum('sub_account_values.total_assets', 'sub_account_values.sub_account_id') }} as total_assets,
-        {{ strict_sum('sub_account_values.total_liabilities', 'sub_account_values.sub_account_id') }} as total_liabilities,
+        cast({{ valued_sum('sub_account_values.value') }} as decimal(38, 10)) as value,
+        cast({{ valued_sum('sub_account_values.total_assets') }} as decimal(38, 10)) as total_assets,
+        cast({{ valued_sum('sub_account_values.total_liabilities') }} as decimal(38, 10)) as total_liabilities,
+        cast(coalesce(sum(sub_account_values.unvalued_items), 0) as integer) as unvalued_items,
         snapshot.source_fetch_hour,
         snapshot.is_stale,
         snapshot.stale_hours,

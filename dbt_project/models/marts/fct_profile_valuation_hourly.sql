@@ -13,7 +13,9 @@
   row at an hour when it had at least one linked account with data then.
   stale_accounts counts the linked accounts the profile had at the hour whose data is
   not from that hour (failing, frozen, or never fetched successfully yet).
-  Values are NULL when an FX rate they need is missing (see int_fx_missing_pairs).
+  unvalued_items counts the items nothing could price (no price from the provider, no
+  rate or unit price for them: see int_fx_missing_pairs); they are not in the sums,
+  which hold everything else (one unpriced holding never blocks the household).
 -#}
 
 with
@@ -56,8 +58,9 @@ totals as (
     select
         profile_id,
         valuation_hour,
-        {{ strict_sum('total_assets') }} as total_assets,
-        {{ strict_sum('total_liabilities') }} as total_liabilities
+        cast({{ valued_sum('total_assets') }} as decimal(38, 10)) as total_assets,
+        cast({{ valued_sum('total_liabilities') }} as decimal(38, 10)) as total_liabilities,
+        cast(coalesce(sum(unvalued_items), 0) as integer) as unvalued_items
 
     from linked_account_values
     group by profile_id, valuation_hour
@@ -73,7 +76,8 @@ final as (
         totals.total_assets,
         totals.total_liabilities,
         totals.total_assets + totals.total_liabilities as net_worth,
-        account_counts.stale_accounts
+        account_counts.stale_accounts,
+        totals.unvalued_items
 
     from account_counts
     inner join profiles

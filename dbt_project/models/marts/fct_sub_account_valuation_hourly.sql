@@ -8,9 +8,11 @@
 }}
 
 {#-
-  Every sub-account of the consistent snapshot at every hour. value_sub_account_ccy is
-  the sum of its items (0 when it has none), value is that at the current hour's FX
-  rate into the profile's valuation currency.
+  Every sub-account of the consistent snapshot at every hour: the sums of its items
+  (fct_item_valuation_hourly, so each item is converted once). value_sub_account_ccy
+  is in the sub-account currency, value and the totals in the profile's valuation
+  currency; a sub-account without items is worth 0. Items nothing can price are not
+  summed (never as 0): unvalued_items counts them.
 -#}
 
 with
@@ -33,8 +35,8 @@ sub_accounts as (
 
 items as (
 
-    select * from {{ ref('stg_raw__items') }}
-    where fetch_hour between {{ snapshot_min_source_hour(ref('int_consistent_snapshot')) }} and {{ window_max_hour() }}
+    select * from {{ ref('fct_item_valuation_hourly') }}
+    where {{ hour_window_filter('valuation_hour') }}
 
 ),
 
@@ -51,29 +53,22 @@ fx_rates as (
 
 ),
 
-source_fetches as (
-
-    select distinct linked_account_id, source_fetch_hour
-    from snapshot
-
-),
-
 item_totals as (
 
     select
-        items.linked_account_id,
-        items.fetch_hour,
-        items.sub_account_id,
-        sum(items.value) as value_sub_account_ccy,
-        coalesce(sum(items.value) filter (where items.item_type = 'asset'), 0) as assets_sub_account_ccy,
-        coalesce(sum(items.value) filter (where items.item_type = 'liability'), 0) as liabilities_sub_account_ccy,
-        count(*) as item_count
+        linked_account_id,
+        sub_account_id,
+        valuation_hour,
+        {{ valued_sum('value_sub_account_ccy') }} as value_sub_account_ccy,
+        {{ valued_sum('value') }} as value,
+        {{ valued_sum("case when item_type = 'asset' then value end") }} as total_assets,
+        {{ valued_sum("case when item_type = 'liability' then value end") }} as total_liabilities,
+        count(*) as item_count,
+        cast(count(*) filter (where is_unvalued) as integer) as unvalued_items,
+        bool_or(is_fx_missing) as any_item_fx_missing
 
     from items
-    inner join source_fetches
-        on items.linked_account_id = source_fetches.linked_account_id
-        and items.fetch_hour = source_fetches.source_fetch_hour
-    group by items.linked_account_id, items.fetch_hour, items.sub_account_id
+    group by linked_account_id, sub_account_id, valuation_hour
 
 ),
 
@@ -92,13 +87,14 @@ joined as (
         sub_accounts.account_type,
         coalesce(item_totals.value_sub_account_ccy, 0) as value_sub_account_ccy,
         fx_rates.rate as fx_rate,
-        coalesce(item_totals.value_sub_account_ccy, 0) * fx_rates.rate as value,
-        coalesce(item_totals.assets_sub_account_ccy, 0) * fx_rates.rate as total_assets,
-        coalesce(item_totals.liabilities_sub_account_ccy, 0) * fx_rates.rate as total_liabilities,
+        cast(coalesce(item_totals.value, 0) as decimal(38, 10)) as value,
+        cast(coalesce(item_totals.total_assets, 0) as decimal(38, 10)) as total_assets,
+        cast(coalesce(item_totals.total_liabilities, 0) as decimal(38, 10)) as total_liabilities,
         coalesce(item_totals.item_count, 0) as item_count,
+        coalesce(item_totals.unvalued_items, 0) as unvalued_items,
         snapshot.source_fetch_hour,
         snapshot.is_stale,
-        fx_rates.rate is null as is_fx_missing
+        fx_rates.rate is null or coalesce(item_totals.any_item_fx_missing, false) as is_fx_missing
 
     from snapshot
     inner join profiles
@@ -107,8 +103,8 @@ joined as (
         on snapshot.linked_account_id = sub_accounts.linked_account_id
         and snapshot.source_fetch_hour = sub_accounts.fetch_hour
     left join item_totals
-        on sub_accounts.linked_account_id = item_totals.linked_account_id
-        and sub_accounts.fetch_hour = item_totals.fetch_hour
+        on snapshot.valuation_hour = item_totals.valuation_hour
+        and sub_accounts.linked_account_id = item_totals.linked_account_id
         and sub_accounts.sub_account_id = item_totals.sub_account_id
     left join fx_rates
         on snapshot.valuation_hour = fx_rates.valuation_hour

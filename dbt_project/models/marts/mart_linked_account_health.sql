@@ -8,6 +8,8 @@
   consecutive_failures = failed fetch hours since the last success (all of them when
   there never was one); last_error_code/message = those of the most recent failed
   fetch since the last success, NULL when the latest attempt succeeded.
+  warning_count/warnings = the warnings of the last successful fetch (reconciliation
+  differences, unpriced or skipped items): a JSON list of {code, message}.
   Rebuilt whole on every run: one row per account, from the small fetches table.
 -#}
 
@@ -42,7 +44,11 @@ current_accounts as (
 
 last_success as (
 
-    select linked_account_id, max(fetch_hour) as last_success_hour
+    select
+        linked_account_id,
+        max(fetch_hour) as last_success_hour,
+        arg_max(warnings, fetch_hour) as warnings,
+        arg_max(warning_count, fetch_hour) as warning_count
     from fetches
     where is_success
     group by linked_account_id
@@ -90,7 +96,9 @@ final as (
         last_success.last_success_hour,
         cast(coalesce(failure_streaks.consecutive_failures, 0) as integer) as consecutive_failures,
         failure_streaks.last_error.code as last_error_code,
-        failure_streaks.last_error.message as last_error_message
+        failure_streaks.last_error.message as last_error_message,
+        cast(coalesce(last_success.warning_count, 0) as integer) as warning_count,
+        coalesce(last_success.warnings, '[]') as warnings
 
     from current_accounts
     left join last_attempt

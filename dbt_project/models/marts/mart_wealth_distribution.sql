@@ -15,8 +15,8 @@
 
   side = 'asset': asset items only; shares sum to 1 per (profile, hour, dimension).
   side = 'liability': liability items apart (negative values); shares sum to 1 among
-  the liabilities. share is NULL when the side's total is 0, or when a value of the
-  group is NULL (missing FX rate).
+  the liabilities. share is NULL when the side's total is 0. Items nothing could
+  price (value NULL, counted in unvalued_items) are in no bucket.
 -#}
 
 {%- set dimensions = [
@@ -33,6 +33,7 @@ items as (
 
     select * from {{ ref('fct_item_valuation_hourly') }}
     where {{ hour_window_filter('valuation_hour') }}
+        and value is not null
 
 ),
 
@@ -45,7 +46,7 @@ bucketed as (
         '{{ dimension }}' as dimension,
         item_type as side,
         {{ expression }} as bucket,
-        {{ strict_sum('value') }} as value
+        cast(sum(value) as decimal(38, 10)) as value
 
     from items
     group by profile_id, valuation_hour, item_type, {{ expression }}
@@ -63,13 +64,7 @@ final as (
         side,
         bucket,
         value,
-        value / nullif(
-            case
-                when count(*) over side_total = count(value) over side_total
-                    then sum(value) over side_total
-            end,
-            0
-        ) as share
+        cast(value as double) / nullif(cast(sum(value) over side_total as double), 0) as share
 
     from bucketed
     window side_total as (partition by profile_id, valuation_hour, dimension, side)

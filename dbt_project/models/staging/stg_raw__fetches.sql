@@ -19,7 +19,9 @@ renamed as (
         status = 'success' as is_success,
         error_code,
         error_message,
-        attempt
+        attempt,
+        coalesce(warnings, '[]') as warnings,
+        cast(coalesce(json_array_length(warnings), 0) as integer) as warning_count
 
     from source
 

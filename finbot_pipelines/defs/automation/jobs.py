@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from finbot_pipelines.defs.market.assets import FX_RATES_KEY
+from finbot_pipelines.defs.market.assets import FX_RATES_KEY, UNIT_PRICES_KEY
 
 HOURLY_JOB = "finbot_hourly"
 TRANSFORM_JOB = "finbot_transform"
@@ -20,9 +20,11 @@ def build_jobs(
 ) -> tuple[list[dg.UnresolvedAssetJobDefinition], list[Any]]:
     hourly_job = dg.define_asset_job(
         HOURLY_JOB,
-        selection=dg.AssetSelection.groups(*PIPELINE_GROUPS),
+        selection=dg.AssetSelection.groups(*PIPELINE_GROUPS)
+        | dg.AssetSelection.assets(UNIT_PRICES_KEY),
         partitions_def=hourly,
-        description="Fetch every linked account for the hour, build the marts, publish them.",
+        description="Fetch every linked account for the hour, price the units its providers "
+        "did not value, build the marts, publish them.",
     )
     transform_job = dg.define_asset_job(
         TRANSFORM_JOB,

@@ -7,6 +7,8 @@ recorded in `raw.fetches` with its error code and never stops the others.
 Writers of the warehouse are serialised by the `finbot_warehouse` pool.
 """
 
+import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,11 +17,18 @@ from typing import Any
 import dagster as dg
 
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
-from finbot_pipelines.config.vault import Vault
+from finbot_pipelines.config.vault import Vault, VaultError
 from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS, naive_utc
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
-from finbot_pipelines.providers.fetching import FetchOutcome, FetchTask, RetryPolicy, iter_fetches
-from finbot_pipelines.providers.registry import get_provider
+from finbot_pipelines.providers.base import DEFAULT_BROWSER
+from finbot_pipelines.providers.fetching import (
+    CredentialsUnavailable,
+    FetchOutcome,
+    FetchTask,
+    RetryPolicy,
+    iter_fetches,
+)
+from finbot_pipelines.providers.registry import get_provider, get_spec
 from finbot_pipelines.warehouse.raw import (
     AccountHourRow,
     FetchRow,
@@ -34,6 +43,12 @@ from finbot_pipelines.warehouse.raw import (
 CHUNK_HOURS = 24
 #: How old an hour a provider that cannot fetch the past may still be asked for.
 LIVE_GRACE = timedelta(hours=2)
+#: The Chromium binary scraped portals drive (the environment is read here, not by providers).
+BROWSER_ENV = "FINBOT_CHROMIUM"
+
+
+def browser_executable() -> str:
+    return os.environ.get(BROWSER_ENV) or DEFAULT_BROWSER
 
 
 def ingest_key(linked_account_id: str) -> dg.AssetKey:
@@ -55,9 +70,7 @@ def refuse_past_hours(
     limit = now.replace(minute=0, second=0, microsecond=0) - LIVE_GRACE
     if oldest >= limit:
         return
-    live = [
-        a for a in accounts if not a.frozen and not get_provider(a.provider).supports_historical
-    ]
+    live = [a for a in accounts if not a.frozen and not get_spec(a.provider).supports_historical]
     if not live:
         return
     names = ", ".join(f"'{a.id}' ({a.provider})" for a in live)
@@ -87,6 +100,7 @@ def outcome_rows(
         error_code=outcome.error_code,
         error_message=outcome.error_message,
         attempt=outcome.attempts,
+        warnings=warnings_json(outcome),
     )
     subs: list[SubAccountRow] = []
     items: list[ItemRow] = []
@@ -108,10 +122,21 @@ def outcome_rows(
                     value=it.value,
                     currency=it.currency,
                     symbol=it.symbol,
+                    unit=it.unit,
                 )
                 for it in sub.items
             )
     return fetch, subs, items
+
+
+def warnings_json(outcome: FetchOutcome) -> str | None:
+    """The warnings of a successful fetch as a JSON list of {code, message}."""
+    if outcome.snapshot is None:
+        return None
+    return json.dumps(
+        [{"code": w.code, "message": w.message} for w in outcome.snapshot.warnings],
+        ensure_ascii=False,
+    )
 
 
 class _Credentials:
@@ -126,10 +151,13 @@ class _Credentials:
         if not name:
             return dict
 
-        def resolve() -> Mapping[str, str]:
-            if self._vault is None:
-                self._vault = self._finbot.vault()
-            return self._vault.get_json(name)
+        def resolve() -> Mapping[str, Any]:
+            try:
+                if self._vault is None:
+                    self._vault = self._finbot.vault()
+                return self._vault.get_json(name)
+            except VaultError as exc:
+                raise CredentialsUnavailable(str(exc)) from None
 
         return resolve
 
@@ -165,6 +193,10 @@ def iter_ingest_hours(
     """
     creds = _Credentials(finbot)
     policy = _policy(cfg)
+    currencies = {p.id: p.valuation_ccy for p in cfg.profiles}
+    priced_units = cfg.priced_units()
+    debug_dir = finbot.paths.debug
+    browser = browser_executable()
     for a in accounts:
         stats.setdefault(a.id, Counter())
     last_error: dict[str, str] = {}
@@ -196,7 +228,15 @@ def iter_ingest_hours(
                         continue
                     tasks.append(
                         FetchTask(
-                            hour, a.id, get_provider(a.provider), a.options, creds.resolver(a)
+                            hour,
+                            a.id,
+                            get_provider(a.provider),
+                            a.options,
+                            creds.resolver(a),
+                            valuation_ccy=currencies.get(a.profile),
+                            priced_units=priced_units,
+                            debug_dir=debug_dir,
+                            browser=browser,
                         )
                     )
                     task_accounts.append(a)

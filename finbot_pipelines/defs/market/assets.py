@@ -1,14 +1,26 @@
-"""FX rates: the ECB's euro reference rates (or the config's static table) into raw.fx_rates."""
+"""Market data: FX rates (the ECB's euro reference rates, or the config's static table)
+into raw.fx_rates, and prices of non-ISO units (CoinGecko, or the config's static table)
+into raw.unit_prices."""
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 import dagster as dg
 
 from finbot_pipelines.config.schema import FinbotConfig
-from finbot_pipelines.defs.partitions import DAILY_FX_FRESHNESS
+from finbot_pipelines.defs.partitions import DAILY_FX_FRESHNESS, naive_utc
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
+from finbot_pipelines.providers.coingecko import fetch_prices
+from finbot_pipelines.providers.contract import FIAT_CODES, ProviderError
 from finbot_pipelines.providers.ecb_rates import rates_for_range
-from finbot_pipelines.warehouse.raw import replace_fx_rates
+from finbot_pipelines.warehouse.raw import (
+    replace_fx_rates,
+    replace_unit_prices,
+    units_needing_prices,
+)
 
 FX_RATES_KEY = dg.AssetKey(["market", "fx_rates"])
 
@@ -72,3 +84,125 @@ def build_fx_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinit
         )
 
     return fx_rates
+
+
+# --------------------------------------------------------------------------- unit prices
+
+UNIT_PRICES_KEY = dg.AssetKey(["market", "unit_prices"])
+#: CoinGecko gives current prices: they are written only for hours this recent.
+LIVE_PRICE_GRACE = timedelta(hours=2)
+#: The currency CoinGecko prices are asked in (FX converts them to each profile's).
+COINGECKO_QUOTE = "USD"
+
+
+@dataclass(frozen=True)
+class UnitPriceRows:
+    rows: list[tuple[datetime, str, str, Decimal, str]]
+    #: units the valuation needs that got no price this run (no id, not in the answer,
+    #: or the hours are too old for a live price)
+    unpriced: list[str]
+    error: str | None = None
+
+
+def needed_units(units: Iterable[str], cfg: FinbotConfig) -> list[str]:
+    """The codes among ``units`` that take their value from a unit price (not FX)."""
+    return sorted({u for u in units if u not in FIAT_CODES} | set(cfg.unit_prices))
+
+
+def unit_price_rows(
+    cfg: FinbotConfig,
+    hours: Sequence[datetime],
+    units: Sequence[str],
+    now: datetime,
+    session: Any = None,
+) -> UnitPriceRows:
+    """The prices to write for ``hours`` (naive UTC): the static table at every hour;
+    with CoinGecko, the other ``units`` at the hours no older than LIVE_PRICE_GRACE
+    (a current price says nothing about a past hour, which keeps its earlier price)."""
+    rows: list[tuple[datetime, str, str, Decimal, str]] = []
+    for hour in hours:
+        for unit, quote in sorted(cfg.unit_prices.items()):
+            ((ccy, price),) = quote.items()
+            rows.append((hour, unit, ccy, Decimal(repr(price)), "static"))
+    live_units = [u for u in units if u not in cfg.unit_prices]
+    if cfg.unit_price_source != "coingecko" or not live_units:
+        return UnitPriceRows(rows, [] if cfg.unit_price_source == "coingecko" else live_units)
+    now_hour = now.replace(minute=0, second=0, microsecond=0)
+    live_hours = [h for h in hours if now_hour - LIVE_PRICE_GRACE <= h <= now_hour]
+    if not live_hours:
+        return UnitPriceRows(rows, live_units)
+    import requests
+
+    own = session is None
+    http = session if session is not None else requests.Session()
+    try:
+        prices = fetch_prices(
+            http,
+            live_units,
+            COINGECKO_QUOTE,
+            base_url=cfg.coingecko_base_url,
+            ids=cfg.coingecko_ids,
+        )
+    except ProviderError as exc:
+        return UnitPriceRows(rows, live_units, f"{exc.code}: {exc}")
+    finally:
+        if own:
+            http.close()
+    for hour in live_hours:
+        for unit in sorted(prices):
+            p = prices[unit]
+            rows.append((hour, unit, p.quote_ccy, p.price, "coingecko"))
+    return UnitPriceRows(rows, [u for u in live_units if u not in prices])
+
+
+def build_unit_prices_asset(
+    partitions: dg.HourlyPartitionsDefinition, ingest_keys: Sequence[dg.AssetKey]
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=UNIT_PRICES_KEY,
+        group_name="market",
+        kinds={"python", "duckdb"},
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        deps=list(ingest_keys),
+        description=(
+            "Prices of the non-ISO units the household holds (crypto, tokens, Plaid's "
+            "unofficial currencies) that its providers did not value: 1 unit = price quote "
+            "currency, as of each hour. From the config's static `unit_prices` table at every "
+            "hour, and, with `unit_price_source: coingecko`, CoinGecko's simple-price endpoint "
+            "for the current hour (a past hour keeps its earlier price)."
+        ),
+    )
+    def unit_prices(context: dg.AssetExecutionContext, finbot: FinbotHome) -> dg.MaterializeResult:
+        cfg = finbot.config()
+        window = context.partition_time_window
+        first, end = naive_utc(window.start), naive_utc(window.end)
+        hours = [first + timedelta(hours=i) for i in range(int((end - first) / timedelta(hours=1)))]
+        with finbot.warehouse() as con:
+            units = needed_units(units_needing_prices(con), cfg)
+            result = unit_price_rows(cfg, hours, units, datetime.now(UTC).replace(tzinfo=None))
+            replace_unit_prices(con, result.rows)
+        if result.error:
+            context.log.warning(
+                f"unit prices: CoinGecko failed ({result.error}); the hours keep their last "
+                "known prices"
+            )
+        if result.unpriced:
+            context.log.warning(
+                "unit prices: no price for "
+                + ", ".join(result.unpriced)
+                + " (add them to unit_prices or coingecko_ids in finbot.yaml); their items "
+                "stay unvalued where no earlier price exists"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "source": cfg.unit_price_source,
+                "rows": len(result.rows),
+                "units": ", ".join(units) or "none",
+                "unpriced": ", ".join(result.unpriced) or "none",
+                "error": result.error or "",
+            }
+        )
+
+    return unit_prices

@@ -34,6 +34,7 @@ from plotly.offline import get_plotlyjs
 
 from finbot_pipelines.config.loading import atomic_write_bytes, load_config
 from finbot_pipelines.config.paths import HomePaths
+from finbot_pipelines.warehouse.queries import parse_warnings
 from finbot_pipelines.warehouse.report_data import (
     DISTRIBUTION_DIMENSIONS,
     TREE_WINDOWS,
@@ -295,6 +296,7 @@ tr.collapsed { display: none; }
          border:1px solid #f1d79a; }
 ul.stale { margin: 0; padding-left: 18px; }
 ul.stale li { margin: 4px 0; }
+ul.warnings { margin: 4px 0 0; padding-left: 18px; font-size: 0.9em; color: #8a5a00; }
 footer { color: var(--muted); font-size: 12px; margin: 16px 0 32px; }
 code { font-size: 12px; }
 """
@@ -525,6 +527,13 @@ def accounts_section(data: ReportData) -> str:
         failures = num(r["consecutive_failures"])
         age = num(r["stale_hours"])
         age_html = f"<small>{age:g} h old</small>" if stale and age is not None else ""
+        notes = "".join(
+            f'<li data-testid="account-warning" data-code="{esc(w["code"])}">'
+            f"<code>{esc(w['code'])}</code> {esc(w['message'])}</li>"
+            for w in parse_warnings(r.get("warnings"))
+        )
+        if notes:
+            err += f'<ul class="warnings">{notes}</ul>'
         rows.append(
             f'<tr data-testid="account" data-linked-account-id="{esc(r["linked_account_id"])}" '
             f'data-status="{status}">'
@@ -538,7 +547,8 @@ def accounts_section(data: ReportData) -> str:
     return (
         '<section id="accounts"><h2>Linked accounts</h2><table><thead><tr>'
         "<th>Account</th><th>Value</th><th>Status</th><th>Last success</th>"
-        '<th>Failures in a row</th><th style="text-align:left">Last error</th></tr></thead>'
+        '<th>Failures in a row</th><th style="text-align:left">Last error, warnings</th>'
+        "</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></section>"
     )
 
@@ -557,9 +567,12 @@ def render_html(data: ReportData, generated_at: datetime | None = None) -> str:
         else ""
     )
     fx_missing = (
-        '<p class="notice" data-testid="fx-missing">Some values are missing an FX rate: '
-        "the totals that need them show n/a.</p>"
-        if data.net_worth is None
+        f'<p class="notice" data-testid="unvalued" data-value="{data.unvalued_items}">'
+        f"{data.unvalued_items} item{'s' if data.unvalued_items != 1 else ''} could not be "
+        "valued (no price from the provider and no rate or unit price for them): they are "
+        "listed without a value and left out of the totals. Add their currency to the FX "
+        "rates or their unit to <code>unit_prices</code>.</p>"
+        if data.unvalued_items
         else ""
     )
     history = (

@@ -22,7 +22,7 @@ from dagster_dbt import (
 )
 from packaging.version import Version
 
-from finbot_pipelines.defs.market.assets import FX_RATES_KEY
+from finbot_pipelines.defs.market.assets import FX_RATES_KEY, UNIT_PRICES_KEY
 from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.defs.transform.project import dbt_project
@@ -31,8 +31,8 @@ from finbot_pipelines.warehouse.build_window import clear_build_window, set_buil
 
 #: raw tables landed by the ingest assets (one per linked account) ...
 INGEST_TABLES = frozenset({"fetches", "sub_accounts", "items", "linked_account_hours", "profiles"})
-#: ... and by the FX asset.
-MARKET_TABLES = frozenset({"fx_rates"})
+#: ... and by the market assets.
+MARKET_TABLES = {"fx_rates": FX_RATES_KEY, "unit_prices": UNIT_PRICES_KEY}
 LAYER_GROUPS = {"staging": "staging", "intermediate": "intermediate", "marts": "marts"}
 
 
@@ -41,7 +41,7 @@ class FinbotDbtTranslator(DagsterDbtTranslator):
 
     A dbt source `raw.items` is written by every linked-account asset, so instead of
     one stub asset per raw table, a model reading a raw source depends directly on
-    the ingest assets (or on the FX asset for `raw.fx_rates`).
+    the ingest assets (or on the market assets for `raw.fx_rates` and `raw.unit_prices`).
     """
 
     def __init__(self, ingest_keys: Sequence[dg.AssetKey]) -> None:
@@ -75,8 +75,9 @@ class FinbotDbtTranslator(DagsterDbtTranslator):
         deps = [d for d in spec.deps if d.asset_key not in source_keys]
         if raw_tables & INGEST_TABLES:
             deps.extend(dg.AssetDep(k) for k in self._ingest_keys)
-        if raw_tables & MARKET_TABLES:
-            deps.append(dg.AssetDep(FX_RATES_KEY))
+        for table, key in MARKET_TABLES.items():
+            if table in raw_tables:
+                deps.append(dg.AssetDep(key))
         return spec.replace_attributes(deps=deps)
 
 

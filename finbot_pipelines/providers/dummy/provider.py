@@ -10,9 +10,11 @@ unseeded randomness: the same inputs give the same snapshot in any process.
 Options (all optional):
 
 ``sub_accounts``
-    list of kinds to include, default all: ``cash`` (GBP, EUR and USD current
-    accounts), ``stocks`` (a GBP stocks & shares ISA), ``pension``, ``crypto``
-    (a USD exchange wallet), ``mortgage``, ``credit_card``.
+    list of kinds to include, default all but the opt-in ones: ``cash`` (GBP, EUR
+    and USD current accounts), ``stocks`` (a GBP stocks & shares ISA), ``pension``,
+    ``crypto`` (a USD exchange wallet), ``cold_wallet`` (opt-in: a wallet kept in
+    BTC, with staked ether the provider leaves unpriced), ``property`` (opt-in: the
+    home), ``mortgage``, ``credit_card``.
 ``scale``
     float > 0, default 1.0: multiplies every value (and every unit count).
 ``fail_hours``
@@ -33,57 +35,48 @@ Options (all optional):
 ``latency_s``
     float, default 0: sleep this long before answering.
 
-The reserved ``_linked_account_id`` option (injected by the ingest) is required
-by :meth:`DummyProvider.fetch`.
+Options are described by :class:`.options.DummyOptions`; there are no credentials.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from finbot_pipelines.providers.base import (
-    LINKED_ACCOUNT_ID_OPTION,
+from finbot_pipelines.providers.base import FetchContext, NoCredentials, Provider
+from finbot_pipelines.providers.contract import (
     AuthenticationFailure,
-    CredentialField,
     Item,
-    ProviderError,
     ProviderPayloadError,
     RateLimited,
     Snapshot,
     SubAccount,
     TransientError,
 )
+from finbot_pipelines.providers.dummy.options import (
+    DEFAULT_SUB_ACCOUNT_KINDS,
+    FAIL_KINDS,
+    SPEC,
+    SUB_ACCOUNT_KINDS,
+    DummyOptions,
+    parse_hour,
+)
 
-SUB_ACCOUNT_KINDS = ("cash", "stocks", "pension", "crypto", "property", "mortgage", "credit_card")
-#: What an account without a `sub_accounts` option holds (the home is opt-in).
-DEFAULT_SUB_ACCOUNT_KINDS = tuple(k for k in SUB_ACCOUNT_KINDS if k != "property")
-FAIL_KINDS = (
-    "transient",
-    "authentication_failure",
-    "provider_error",
-    "timeout",
-    "rate_limited",
-    "empty",
-    "malformed",
-)
-OPTION_KEYS = (
-    "sub_accounts",
-    "scale",
-    "fail_hours",
-    "fail_cycle",
-    "fail_kind",
-    "sleep_s",
-    "flaky_attempts",
-    "latency_s",
-)
+__all__ = [
+    "DEFAULT_SUB_ACCOUNT_KINDS",
+    "FAIL_KINDS",
+    "SUB_ACCOUNT_KINDS",
+    "DummyProvider",
+    "dummy_snapshot",
+    "hour_index",
+]
 #: retry_after hint carried by simulated rate limits (seconds)
 RATE_LIMIT_RETRY_AFTER_S = 0.25
 
@@ -91,7 +84,6 @@ _EPOCH = datetime(1970, 1, 1)
 _T0_HOUR = int((datetime(2024, 1, 1) - _EPOCH).total_seconds()) // 3600  # price anchor
 _HOURS_PER_YEAR = 8766.0
 _HOURS_PER_MONTH = _HOURS_PER_YEAR / 12
-_HOUR_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):00(?::00)?$")
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -146,6 +138,15 @@ def _scaled(units: float, scale: float) -> float:
     return units if scale == 1.0 else round(units * scale, 8)
 
 
+def _dec(x: float) -> Decimal:
+    """The exact decimal a rounded float stands for (its shortest representation)."""
+    return Decimal(repr(x)) + 0
+
+
+def _money(x: float) -> Decimal:
+    return _dec(round(x, 2))
+
+
 def _holding(
     name: str,
     asset_class: str,
@@ -154,16 +155,18 @@ def _holding(
     units: float,
     price: float,
     currency: str | None = None,
+    unit: str | None = None,
 ) -> Item:
     return Item(
         name=name,
         item_type="asset",
         asset_class=asset_class,
         asset_type=asset_type,
-        value=round(units * price, 2),
-        units=units,
+        value=_money(units * price),
+        units=_dec(units),
         currency=currency,
         symbol=symbol,
+        unit=unit,
     )
 
 
@@ -187,7 +190,7 @@ def _cash(acc: str, h: int, scale: float) -> list[SubAccount]:
             item_type="asset",
             asset_class="cash",
             asset_type="cash",
-            value=round(value * scale, 2),
+            value=_money(value * scale),
             currency=ccy,
         )
         out.append(SubAccount(sa_id, name, ccy, "depository", (item,)))
@@ -238,7 +241,7 @@ def _stocks(acc: str, h: int, scale: float) -> list[SubAccount]:
             _holding(name, aclass, atype, symbol, units, _price(symbol, p0, drift, vol, h), ccy)
         )
     cash = _between(100.0, 900.0, key, "cash") * (1 + 0.2 * _monthly(key, h))
-    items.append(Item("Cash", "asset", "cash", "cash", round(cash * scale, 2), currency="GBP"))
+    items.append(Item("Cash", "asset", "cash", "cash", _money(cash * scale), currency="GBP"))
     return [SubAccount("isa", "Stocks & Shares ISA", "GBP", "investment", tuple(items))]
 
 
@@ -272,13 +275,34 @@ def _crypto(acc: str, h: int, scale: float) -> list[SubAccount]:
             "BTC",
             btc,
             _price("BTC", 42_000.0, 0.35, 0.25, h),
+            unit="BTC",
         ),
         _holding(
-            "Ether", "crypto", "crypto_currency", "ETH", eth, _price("ETH", 2_300.0, 0.25, 0.30, h)
+            "Ether",
+            "crypto",
+            "crypto_currency",
+            "ETH",
+            eth,
+            _price("ETH", 2_300.0, 0.25, 0.30, h),
+            unit="ETH",
         ),
-        _holding("USD Coin", "crypto", "stable_coin", "USDC", usdc, usdc_price),
+        _holding("USD Coin", "crypto", "stable_coin", "USDC", usdc, usdc_price, unit="USDC"),
     )
     return [SubAccount("crypto", "Crypto exchange wallet", "USD", "investment", items)]
+
+
+def _cold_wallet(acc: str, h: int, scale: float) -> list[SubAccount]:
+    """A wallet kept in BTC (like a bank account in an unofficial currency): its bitcoin
+    is worth itself in the wallet's unit, and its staked ether (ETH2.S) has no price
+    here: unit prices value both (BTC, and ETH for the staked variant)."""
+    key = f"{acc}|cold_wallet"
+    btc = _dec(_scaled(round(_between(0.05, 1.5, key, "BTC"), 8), scale))
+    eth = _dec(_scaled(round(_between(0.5, 6.0, key, "ETH2.S"), 8), scale))
+    items = (
+        Item("Bitcoin", "asset", "crypto", "crypto_currency", btc, btc, "BTC", "BTC", "BTC"),
+        Item("ETH2.S", "asset", "crypto", "crypto_currency", None, eth, None, "ETH2.S", "ETH"),
+    )
+    return [SubAccount("cold-wallet", "Cold wallet", "BTC", "other", items)]
 
 
 def _property(acc: str, h: int, scale: float) -> list[SubAccount]:
@@ -287,7 +311,7 @@ def _property(acc: str, h: int, scale: float) -> list[SubAccount]:
     value0 = _between(280_000.0, 520_000.0, key, "value")
     t_years = (h - _T0_HOUR) / _HOURS_PER_YEAR
     value = value0 * 1.03**t_years * (1 + 0.01 * _monthly(key, h))
-    item = Item("Home", "asset", "real_estate", "property", round(value * scale, 2))
+    item = Item("Home", "asset", "real_estate", "property", _money(value * scale))
     return [SubAccount("home", "Home", "GBP", "other", (item,))]
 
 
@@ -304,7 +328,7 @@ def _mortgage(acc: str, h: int, scale: float) -> list[SubAccount]:
     principal = _between(180_000.0, 320_000.0, key, "principal")
     start_h = _T0_HOUR - _between(2 * _HOURS_PER_YEAR, 6 * _HOURS_PER_YEAR, key, "start")
     balance = round(_mortgage_balance(principal, start_h, h) * scale, 2)
-    item = Item("Mortgage", "liability", "real_estate", "mortgage", -balance if balance else 0.0)
+    item = Item("Mortgage", "liability", "real_estate", "mortgage", -_dec(balance))
     return [SubAccount("mortgage", "Mortgage", "GBP", "loan", (item,))]
 
 
@@ -313,9 +337,7 @@ def _credit_card(acc: str, h: int, scale: float) -> list[SubAccount]:
     base = _between(400.0, 2500.0, key, "base")
     owed = base * (0.55 + 0.4 * _monthly(key, h) + 0.05 * _wave(key, h))
     value = round(owed * scale, 2)
-    item = Item(
-        "Credit card balance", "liability", "other", "credit_card", -value if value else 0.0
-    )
+    item = Item("Credit card balance", "liability", "other", "credit_card", -_dec(value))
     return [SubAccount("credit-card", "Credit card", "GBP", "credit", (item,))]
 
 
@@ -324,19 +346,24 @@ _BUILDERS: dict[str, Callable[[str, int, float], list[SubAccount]]] = {
     "stocks": _stocks,
     "pension": _pension,
     "crypto": _crypto,
+    "cold_wallet": _cold_wallet,
     "property": _property,
     "mortgage": _mortgage,
     "credit_card": _credit_card,
 }
 
 
-def dummy_snapshot(linked_account_id: str, options: Mapping[str, Any], as_of: datetime) -> Snapshot:
+def dummy_snapshot(
+    linked_account_id: str, options: DummyOptions | Mapping[str, Any], as_of: datetime
+) -> Snapshot:
     """The snapshot of ``linked_account_id`` at the hour containing ``as_of``.
 
     Pure: no clock, no I/O, no state. Failure options are ignored here."""
+    if not isinstance(options, DummyOptions):
+        options = DummyOptions.model_validate(dict(options))
     h = hour_index(as_of)
-    kinds = options.get("sub_accounts") or DEFAULT_SUB_ACCOUNT_KINDS
-    scale = float(options.get("scale", 1.0))
+    kinds = options.sub_accounts
+    scale = options.scale
     subs: list[SubAccount] = []
     for kind in SUB_ACCOUNT_KINDS:  # stable order whatever the option's order
         if kind in kinds:
@@ -347,33 +374,15 @@ def dummy_snapshot(linked_account_id: str, options: Mapping[str, Any], as_of: da
 # --------------------------------------------------------------------------- failures
 
 
-def _parse_hour(value: object) -> int | None:
-    """Hour index of a ``"YYYY-MM-DDTHH:00"`` string (or an on-the-hour datetime)."""
-    if isinstance(value, datetime):
-        if value.minute or value.second or value.microsecond:
-            return None
-        return hour_index(value)
-    if not isinstance(value, str):
-        return None
-    m = _HOUR_RE.match(value)
-    if not m:
-        return None
-    try:
-        dt = datetime(int(m[1]), int(m[2]), int(m[3]), int(m[4]))
-    except ValueError:
-        return None
-    return hour_index(dt)
-
-
-def is_failing_hour(options: Mapping[str, Any], h: int) -> bool:
+def is_failing_hour(options: DummyOptions, h: int) -> bool:
     """Whether the failure options make hour index ``h`` fail (pure)."""
-    hours = options.get("fail_hours") or ()
-    if any(_parse_hour(x) == h for x in hours):
-        return True
-    cycle = options.get("fail_cycle")
-    if cycle:
-        every = int(cycle["every_hours"])
-        return (h - int(cycle.get("offset_hours", 0))) % every < int(cycle["for_hours"])
+    for x in options.fail_hours:
+        hour = parse_hour(x)
+        if hour is not None and hour_index(hour) == h:
+            return True
+    cycle = options.fail_cycle
+    if cycle is not None:
+        return (h - cycle.offset_hours) % cycle.every_hours < cycle.for_hours
     return False
 
 
@@ -394,121 +403,24 @@ def _flaky_call_number(account_id: str, h: int) -> int:
         return n
 
 
-# --------------------------------------------------------------------------- options
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _check_options(options: Mapping[str, Any]) -> None:
-    if not isinstance(options, Mapping):
-        raise ValueError("options: expected a mapping")
-    for key, v in options.items():
-        p = f"options.{key}"
-        if key == LINKED_ACCOUNT_ID_OPTION:
-            if not isinstance(v, str) or not v:
-                raise ValueError(f"{p}: expected a non-empty string (the linked account id)")
-        elif key == "sub_accounts":
-            if not isinstance(v, list) or not v:
-                raise ValueError(
-                    f"{p}: expected a non-empty list of {', '.join(SUB_ACCOUNT_KINDS)}"
-                )
-            for i, kind in enumerate(v):
-                if kind not in SUB_ACCOUNT_KINDS:
-                    raise ValueError(
-                        f"{p}[{i}]: expected one of {', '.join(SUB_ACCOUNT_KINDS)}, got {kind!r}"
-                    )
-                if kind in v[:i]:
-                    raise ValueError(f"{p}[{i}]: {kind!r} is listed twice")
-        elif key == "scale":
-            if not _is_number(v) or v <= 0:
-                raise ValueError(f"{p}: expected a number greater than 0, got {v!r}")
-        elif key in ("sleep_s", "latency_s"):
-            if not _is_number(v) or v < 0:
-                raise ValueError(f"{p}: expected a number of seconds >= 0, got {v!r}")
-        elif key == "flaky_attempts":
-            if not _is_int(v) or v < 0:
-                raise ValueError(f"{p}: expected a whole number >= 0, got {v!r}")
-        elif key == "fail_kind":
-            if v not in FAIL_KINDS:
-                raise ValueError(f"{p}: expected one of {', '.join(FAIL_KINDS)}, got {v!r}")
-        elif key == "fail_hours":
-            if not isinstance(v, list):
-                raise ValueError(f'{p}: expected a list of hours such as "2024-03-01T10:00"')
-            for i, x in enumerate(v):
-                if _parse_hour(x) is None:
-                    raise ValueError(
-                        f'{p}[{i}]: expected an hour "YYYY-MM-DDTHH:00" such as '
-                        f'"2024-03-01T10:00", got {x!r}'
-                    )
-        elif key == "fail_cycle":
-            _check_fail_cycle(p, v)
-        else:
-            raise ValueError(f"{p}: unknown option (expected one of {', '.join(OPTION_KEYS)})")
-
-
-def _check_fail_cycle(p: str, v: object) -> None:
-    if not isinstance(v, Mapping):
-        raise ValueError(f"{p}: expected a mapping {{every_hours, for_hours, offset_hours}}")
-    for k in v:
-        if k not in ("every_hours", "for_hours", "offset_hours"):
-            raise ValueError(
-                f"{p}.{k}: unknown key (expected every_hours, for_hours, offset_hours)"
-            )
-    for k, required in (("every_hours", True), ("for_hours", True), ("offset_hours", False)):
-        if k not in v:
-            if required:
-                raise ValueError(f"{p}.{k}: required, expected a whole number")
-            continue
-        x = v[k]
-        lo = 1 if k == "every_hours" else 0
-        if not _is_int(x) or x < lo:
-            raise ValueError(f"{p}.{k}: expected a whole number >= {lo}, got {x!r}")
-    if v["for_hours"] > v["every_hours"]:
-        raise ValueError(f"{p}.for_hours: expected at most every_hours ({v['every_hours']})")
-
-
 # --------------------------------------------------------------------------- provider
 
 
-class DummyProvider:
-    id: str = "dummy"
-    description: str = (
-        "Synthetic household (cash in GBP/EUR/USD, ISA, pension, crypto, home (opt-in), mortgage, "
-        "credit card), deterministic per linked account and hour; no credentials."
-    )
-    credential_fields: tuple[CredentialField, ...] = ()
-    supports_historical: bool = True
-
-    def validate_options(self, options: Mapping[str, Any]) -> None:
-        _check_options(options)
+class DummyProvider(Provider[DummyOptions, NoCredentials]):
+    spec = SPEC
 
     def fetch(
-        self, credentials: Mapping[str, str], options: Mapping[str, Any], as_of: datetime
+        self, ctx: FetchContext, options: DummyOptions, credentials: NoCredentials
     ) -> Snapshot:
-        try:
-            _check_options(options)
-        except ValueError as exc:
-            raise ProviderError(f"dummy: {exc}") from None
-        account_id = options.get(LINKED_ACCOUNT_ID_OPTION)
-        if not account_id:
-            raise ProviderError(
-                f"dummy: options must contain {LINKED_ACCOUNT_ID_OPTION!r} (injected by the ingest)"
-            )
-        latency = float(options.get("latency_s", 0.0))
-        if latency > 0:
-            time.sleep(latency)
-        h = hour_index(as_of)
+        account_id = ctx.linked_account_id
+        if options.latency_s > 0:
+            time.sleep(options.latency_s)
+        h = hour_index(ctx.hour)
         label = _hour_label(h)
         if is_failing_hour(options, h):
-            kind = options.get("fail_kind", "transient")
+            kind = options.fail_kind
             if kind == "timeout":
-                time.sleep(float(options.get("sleep_s", 5.0)))
+                time.sleep(options.sleep_s)
             elif kind == "authentication_failure":
                 raise AuthenticationFailure(
                     f"dummy: simulated authentication failure at {label} (credentials refused)"
@@ -521,17 +433,14 @@ class DummyProvider:
                     retry_after=RATE_LIMIT_RETRY_AFTER_S,
                 )
             elif kind == "empty":
-                return Snapshot(())  # not validated here: the ingest must refuse it
+                return Snapshot(())  # the fetch path must refuse it
             elif kind == "malformed":
-                broken = Item("Cash", "asset", "cash", "cash", math.nan)
+                broken = Item("Cash", "asset", "cash", "cash", Decimal("NaN"))
                 return Snapshot((SubAccount("broken", "Broken", "GBP", "depository", (broken,)),))
             else:
                 raise TransientError(f"dummy: simulated transient failure at {label}")
-        flaky = int(options.get("flaky_attempts", 0))
-        if flaky:
+        if options.flaky_attempts:
             n = _flaky_call_number(account_id, h)
-            if n <= flaky:
+            if n <= options.flaky_attempts:
                 raise TransientError(f"dummy: simulated flaky failure at {label} (call {n})")
-        snapshot = dummy_snapshot(account_id, options, as_of)
-        snapshot.validate()
-        return snapshot
+        return dummy_snapshot(account_id, options, ctx.hour)

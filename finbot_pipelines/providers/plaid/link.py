@@ -1,14 +1,14 @@
 """Linking a Plaid Item: from API keys to the credentials the ``plaid`` provider needs.
 
 Plain functions (no click), wired by the CLI as ``finbot accounts link plaid``.
-Every Plaid call goes through the same client and error mapping as the provider
-(:func:`finbot_pipelines.providers.plaid.call_plaid`): failures raise the typed
-:class:`~finbot_pipelines.providers.base.ProviderError` subclasses, whose
+Every Plaid call goes through the provider's client (:class:`.client.PlaidClient`):
+the same validation and error mapping; failures raise the typed
+:class:`~finbot_pipelines.providers.contract.ProviderError` subclasses, whose
 messages never contain a credential.
 
 Usage (what the CLI command does)::
 
-    from finbot_pipelines.providers.plaid_link import link_account
+    from finbot_pipelines.providers.plaid.link import link_account
 
     creds = link_account(
         client_id=..., secret=...,          # prompted, hidden
@@ -47,18 +47,23 @@ from typing import Any
 
 from plaid.model.country_code import CountryCode
 from plaid.model.item_public_token_exchange_request import ItemPublicTokenExchangeRequest
+from plaid.model.item_public_token_exchange_response import ItemPublicTokenExchangeResponse
 from plaid.model.link_token_create_request import LinkTokenCreateRequest
 from plaid.model.link_token_create_request_user import LinkTokenCreateRequestUser
+from plaid.model.link_token_create_response import LinkTokenCreateResponse
 from plaid.model.products import Products
 from plaid.model.sandbox_public_token_create_request import SandboxPublicTokenCreateRequest
+from plaid.model.sandbox_public_token_create_response import SandboxPublicTokenCreateResponse
 
-from finbot_pipelines.providers.base import ProviderError
-from finbot_pipelines.providers.plaid import (
-    DEFAULT_TIMEOUT_S,
-    call_plaid,
-    make_client,
-    resolve_api_url,
+from finbot_pipelines.providers.contract import ProviderError
+from finbot_pipelines.providers.http import Masker
+from finbot_pipelines.providers.plaid.client import (
+    LINK_TOKEN_CREATE,
+    PUBLIC_TOKEN_EXCHANGE,
+    SANDBOX_PUBLIC_TOKEN_CREATE,
+    PlaidClient,
 )
+from finbot_pipelines.providers.plaid.options import DEFAULT_TIMEOUT_S, resolve_api_url
 
 PLAID_LINK_JS = "https://cdn.plaid.com/link/v2/stable/link-initialize.js"
 #: First Platypus Bank, Plaid's sandbox institution with every product
@@ -94,7 +99,7 @@ def create_link_token(
 
     ``user_id`` is Plaid's ``client_user_id``: a stable, non-personal id of the
     finbot user (not an e-mail address)."""
-    client = make_client(api_url, client_id, secret)
+    client = PlaidClient(api_url, client_id, secret, timeout_s=timeout_s)
     request = LinkTokenCreateRequest(
         client_name=client_name,
         language=language,
@@ -103,10 +108,10 @@ def create_link_token(
         products=[Products(p) for p in products],
         optional_products=[Products(p) for p in optional_products],
     )
-    answer = call_plaid(
-        "/link/token/create", client.link_token_create, request, timeout_s, (client_id, secret)
+    answer = client.call(
+        LINK_TOKEN_CREATE, client.api.link_token_create, request, LinkTokenCreateResponse
     )
-    return str(answer.link_token)
+    return str(answer["link_token"])
 
 
 def exchange_public_token(
@@ -118,15 +123,20 @@ def exchange_public_token(
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> str:
     """``/item/public_token/exchange``: the Item's permanent access token."""
-    client = make_client(api_url, client_id, secret)
-    answer = call_plaid(
-        "/item/public_token/exchange",
-        client.item_public_token_exchange,
-        ItemPublicTokenExchangeRequest(public_token=public_token),
-        timeout_s,
-        (client_id, secret, public_token),
+    client = PlaidClient(
+        api_url,
+        client_id,
+        secret,
+        timeout_s=timeout_s,
+        masker=Masker([client_id, secret, public_token]),
     )
-    return str(answer.access_token)
+    answer = client.call(
+        PUBLIC_TOKEN_EXCHANGE,
+        client.api.item_public_token_exchange,
+        ItemPublicTokenExchangeRequest(public_token=public_token),
+        ItemPublicTokenExchangeResponse,
+    )
+    return str(answer["access_token"])
 
 
 def sandbox_public_token(
@@ -139,17 +149,16 @@ def sandbox_public_token(
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> str:
     """``/sandbox/public_token/create``: a public token for a sandbox institution, no browser."""
-    client = make_client(api_url, client_id, secret)
-    answer = call_plaid(
-        "/sandbox/public_token/create",
-        client.sandbox_public_token_create,
+    client = PlaidClient(api_url, client_id, secret, timeout_s=timeout_s)
+    answer = client.call(
+        SANDBOX_PUBLIC_TOKEN_CREATE,
+        client.api.sandbox_public_token_create,
         SandboxPublicTokenCreateRequest(
             institution_id=institution_id, initial_products=[Products(p) for p in products]
         ),
-        timeout_s,
-        (client_id, secret),
+        SandboxPublicTokenCreateResponse,
     )
-    return str(answer.public_token)
+    return str(answer["public_token"])
 
 
 # --------------------------------------------------------------------------- the local page

@@ -1,0 +1,1 @@
+"""``dummy``: a deterministic synthetic household (see :mod:`.provider`)."""
