@@ -256,6 +256,8 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
     from finbot_pipelines.warehouse.queries import open_published
 
     paths = _paths(ctx)
+    if not query.strip():
+        _fail('give a query, e.g. finbot sql "select * from fct_profile_valuation_hourly limit 5"')
     try:
         with open_published(paths.published) as con:
             cur = con.execute(query)
@@ -305,6 +307,18 @@ def _run_pipeline(paths: HomePaths, first: datetime, last: datetime) -> bool:
         )
         result = run_job(defs, HOURLY_JOB, first, last, instance=instance)
         return result.success
+
+
+def _hour_option(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        hour = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{name} must be an hour like '2026-11-24 13:00' (UTC), got {value!r}")
+    if hour.minute or hour.second or hour.microsecond or hour.tzinfo is not None:
+        _fail(f"{name} must be a whole hour in UTC without a time zone, got {value!r}")
+    return hour
 
 
 def print_net_worth(paths: HomePaths) -> None:
@@ -361,7 +375,13 @@ def demo(ctx: click.Context, days: int) -> None:
 
 
 @main.command()
-@click.option("--hours", default=1, show_default=True, help="How many hours, ending at --last.")
+@click.option(
+    "--hours",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many hours, ending at --last.",
+)
 @click.option(
     "--last",
     "last_s",
@@ -373,27 +393,98 @@ def run(ctx: click.Context, hours: int, last_s: str | None) -> None:
     """Ingest, transform and publish some hours now, as one run (what the schedule does)."""
     paths = _paths(ctx)
     try:
-        load_config(paths.config)
+        cfg = load_config(paths.config)
     except ConfigError as exc:
         _fail(str(exc))
-    last = datetime.fromisoformat(last_s) if last_s else _last_complete_hour()
-    last = last.replace(minute=0, second=0, microsecond=0)
+    from finbot_pipelines.defs.window import impossible_hours
+
+    last = _hour_option(last_s, "--last") or _last_complete_hour()
     first = last - timedelta(hours=hours - 1)
+    why = impossible_hours(first, last, cfg.history_start, datetime.now(UTC).replace(tzinfo=None))
+    if why:
+        _fail(f"refused: {why}; nothing was fetched or written")
     if not _run_pipeline(paths, first, last):
         _fail("the pipeline run failed: see the messages above, or the run in the UI", 1)
     print_net_worth(paths)
 
 
-def _hour_option(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
+@main.group()
+def hours() -> None:
+    """Manage the hours of the history (raw data and marts)."""
+
+
+@hours.command("forget")
+@click.option("--first", "first_s", required=True, help="First hour to forget, 'YYYY-MM-DD HH:00'.")
+@click.option("--last", "last_s", required=True, help="Last hour to forget, 'YYYY-MM-DD HH:00'.")
+@click.option("--yes", is_flag=True, help="Do not ask for a confirmation.")
+@click.pass_context
+def hours_forget(ctx: click.Context, first_s: str, last_s: str, yes: bool) -> None:
+    """Remove the hours FIRST .. LAST (UTC, both inclusive) that should not be there.
+
+    Their raw fetches, balances and prices are deleted from the warehouse, and the
+    marts are rebuilt and published from what stays (the later hours too: they may
+    have carried values from or referred to the forgotten ones). A bank will not
+    send a past hour again: only forget what is wrong (a future hour, a test).
+    """
+    import dagster as dg
+
+    from finbot_pipelines.definitions import build_definitions
+    from finbot_pipelines.defs.automation.jobs import TRANSFORM_JOB
+    from finbot_pipelines.defs.automation.runs import run_job
+    from finbot_pipelines.warehouse.build_window import latest_ingested_hour
+    from finbot_pipelines.warehouse.raw import ensure_raw_schema, forget_hours, hour_counts
+
+    paths = _paths(ctx)
     try:
-        hour = datetime.fromisoformat(value)
-    except ValueError:
-        _fail(f"{name} must be an hour like '2026-11-24 13:00' (UTC), got {value!r}")
-    if hour.minute or hour.second or hour.microsecond or hour.tzinfo is not None:
-        _fail(f"{name} must be a whole hour in UTC without a time zone, got {value!r}")
-    return hour
+        load_config(paths.config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    first, last = _hour_option(first_s, "--first"), _hour_option(last_s, "--last")
+    assert first is not None and last is not None
+    if last < first:
+        _fail(f"--last ({last_s}) is before --first ({first_s})")
+    if not paths.warehouse.exists():
+        _fail(f"no warehouse at {paths.warehouse}: nothing to forget")
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(paths.warehouse))
+    except duckdb.Error as exc:
+        _fail(f"cannot open the warehouse {paths.warehouse}: {exc}")
+    try:
+        ensure_raw_schema(con)
+        counts = hour_counts(con, first, last)
+        window = f"{first:%Y-%m-%d %H:00} .. {last:%Y-%m-%d %H:00} UTC"
+        if not any(counts.values()):
+            click.echo(f"no hour of {window} is stored: nothing to forget")
+            return
+        click.echo(
+            f"{window}: {counts['linked_account_hours']} account-hour(s), "
+            f"{counts['fetches']} fetch(es), {counts['items']} item row(s), "
+            f"{counts['unit_prices']} unit price(s)"
+        )
+        if not yes and not click.confirm("forget these hours for good?", default=False):
+            _fail("nothing was forgotten", 1)
+        forget_hours(con, first, last)
+        latest = latest_ingested_hour(con)
+    finally:
+        con.close()
+    rebuild_last = max(last, latest) if latest is not None else last
+    click.echo(
+        f"forgotten; rebuilding {first:%Y-%m-%d %H:00} .. {rebuild_last:%Y-%m-%d %H:00} UTC",
+        err=True,
+    )
+    ensure_dagster_home(paths)
+    defs = build_definitions(str(paths.home))
+    with dg.DagsterInstance.get() as instance:
+        result = run_job(defs, TRANSFORM_JOB, first, rebuild_last, instance=instance)
+    if not result.success:
+        _fail(
+            "the hours are forgotten but the rebuild failed: run "
+            f"`finbot rebuild --first '{first:%Y-%m-%d %H:00}' --last "
+            f"'{rebuild_last:%Y-%m-%d %H:00}'`",
+            1,
+        )
 
 
 @main.command()
@@ -422,7 +513,7 @@ def rebuild(
 
     paths = _paths(ctx)
     try:
-        load_config(paths.config)
+        cfg = load_config(paths.config)
     except ConfigError as exc:
         _fail(str(exc))
     first, last = _hour_option(first_s, "--first"), _hour_option(last_s, "--last")
@@ -430,6 +521,13 @@ def rebuild(
         _fail("give both --first and --last, or neither (every hour)")
     if first is not None and last is not None and last < first:
         _fail(f"--last ({last_s}) is before --first ({first_s})")
+    if first is not None and last is not None:
+        from finbot_pipelines.defs.window import impossible_hours
+
+        now = datetime.now(UTC).replace(tzinfo=None)
+        why = impossible_hours(first, last, cfg.history_start, now)
+        if why:
+            _fail(f"refused: {why}; nothing was rebuilt")
     if full_refresh and first is not None:
         _fail("--full-refresh rebuilds every hour: leave out --first and --last")
     ensure_dagster_home(paths)

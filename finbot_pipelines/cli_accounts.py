@@ -19,10 +19,9 @@ import yaml
 
 from finbot_pipelines import numbers
 from finbot_pipelines.config.loading import ConfigError, load_config, parse_config, save_config
-from finbot_pipelines.config.paths import HomePaths
+from finbot_pipelines.config.paths import HomePaths, browser_executable
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
 from finbot_pipelines.config.vault import Vault, VaultError
-from finbot_pipelines.defs.ingest.assets import browser_executable
 from finbot_pipelines.providers import registry
 from finbot_pipelines.providers.base import CredentialField
 from finbot_pipelines.providers.contract import CredentialsError, ProviderError, Snapshot

@@ -21,7 +21,11 @@ from finbot_pipelines.defs.automation.notifications import build_notification_se
 from finbot_pipelines.defs.automation.runs import PROGRESS_LOGGER, finbot_progress
 from finbot_pipelines.defs.automation.sensors import build_fx_rebuild_sensor
 from finbot_pipelines.defs.ingest.assets import build_ingest_assets, ingest_key
-from finbot_pipelines.defs.market.assets import build_fx_asset, build_unit_prices_asset
+from finbot_pipelines.defs.market.assets import (
+    build_fx_asset,
+    build_fx_coverage_asset,
+    build_unit_prices_asset,
+)
 from finbot_pipelines.defs.partitions import daily_partitions, hourly_partitions
 from finbot_pipelines.defs.reports.assets import build_report_asset
 from finbot_pipelines.defs.resources import FinbotHome
@@ -49,13 +53,14 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
     ingest_keys = [ingest_key(a.id) for a in cfg.enabled_linked_accounts()] if cfg else []
     fx = build_fx_asset(daily)
     unit_prices = build_unit_prices_asset(hourly, ingest_keys)
+    fx_coverage = build_fx_coverage_asset(ingest_keys)
     dbt = build_dbt_assets(ingest_keys)
     mart_keys = [k for k, g in dbt.group_names_by_key.items() if g == "marts"]
     publish = build_publish_asset(mart_keys)
     report = build_report_asset()
     jobs, schedules = build_jobs(hourly, daily)
 
-    assets: list[dg.AssetsDefinition] = [fx, unit_prices, dbt, publish, report]
+    assets: list[dg.AssetsDefinition] = [fx, fx_coverage, unit_prices, dbt, publish, report]
     if ingest is not None:
         assets.insert(0, ingest)
     return dg.Definitions(

@@ -10,6 +10,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 
 
+#: The Chromium binary the scraped portals drive (Debian's by default).
+BROWSER_ENV = "FINBOT_CHROMIUM"
+DEFAULT_BROWSER = "/usr/bin/chromium"
+
+
+def browser_executable() -> str:
+    """``$FINBOT_CHROMIUM`` or Debian's Chromium: handed to providers in their fetch context."""
+    return os.environ.get(BROWSER_ENV) or DEFAULT_BROWSER
+
+
 def default_home() -> Path:
     env = os.environ.get("FINBOT_HOME")
     return Path(env).expanduser().resolve() if env else REPO_ROOT / ".finbot"

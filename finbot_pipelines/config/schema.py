@@ -276,6 +276,12 @@ class FinbotConfig(BaseModel):
             raise ValueError(
                 f"expected a time on the hour such as {v:%Y-%m-%dT%H}:00, got {v.isoformat()}"
             )
+        now = datetime.now(UTC).replace(tzinfo=None)
+        if v > now:
+            raise ValueError(
+                f"{v:%Y-%m-%dT%H:%M} is in the future: expected the first hour of the history, "
+                f"at the latest the current hour ({now:%Y-%m-%dT%H}:00 UTC)"
+            )
         return v
 
     @field_serializer("history_start", when_used="json")
@@ -396,6 +402,20 @@ class FinbotConfig(BaseModel):
     def linked_accounts_of(self, profile_id: str) -> list[LinkedAccount]:
         """The profile's linked accounts, in file order (disabled ones included)."""
         return [la for la in self.linked_accounts if la.profile == profile_id]
+
+    def valuation_settings(self) -> dict[str, Any]:
+        """The settings that value past hours: when one changes, every stored hour must be
+        valued again (a mart must never mix two currencies for one profile, nor two
+        static rates for one day)."""
+        return {
+            "valuation_ccy": {p.id: p.valuation_ccy for p in self.profiles},
+            "fx_source": self.fx_source,
+            "fx_static_rates": dict(sorted(self.fx_static_rates.items()))
+            if self.fx_source == "static"
+            else {},
+            "unit_prices": {u: dict(q) for u, q in sorted(self.unit_prices.items())},
+            "history_start": self.history_start.strftime("%Y-%m-%dT%H:%M"),
+        }
 
     def priced_units(self) -> frozenset[str]:
         """The non-ISO units ``market/unit_prices`` can price with this config."""

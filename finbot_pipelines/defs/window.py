@@ -84,3 +84,41 @@ def window_from_tags(tags: Mapping[str, str]) -> HourWindow | None:
         hour = _hour(tags, PARTITION_TAG)
         return HourWindow(hour, hour)
     return None
+
+
+def with_dependents(window: HourWindow, latest: datetime | None) -> HourWindow:
+    """The hours a build of ``window`` must rebuild so the marts equal a full refresh.
+
+    Every figure of an hour depends only on the raw data of that hour and of earlier
+    ones: the consistent snapshot carries an account's latest success forward, a
+    change compares with an hour up to two years (and a gap) before, a period
+    summarises the hours it contains. So when hours [first, last] are (re)built,
+    every later hour may change too (a late hour becomes the source a failing
+    account carried, or the reference of a change), and nothing earlier does: the
+    build must cover [first, max(last, latest ingested hour)]. For the hourly run of
+    the newest hour this is the window itself."""
+    if latest is None or latest <= window.last:
+        return window
+    return HourWindow(window.first, latest)
+
+
+def impossible_hours(
+    first: datetime, last: datetime, history_start: datetime, now: datetime
+) -> str | None:
+    """Why hours [first, last] cannot be valued (None when they can): an hour after the
+    current one has not begun (a fetch now would stamp today's balances on it), an
+    hour before ``history_start`` is outside the history."""
+    current = now.replace(minute=0, second=0, microsecond=0)
+    if last > current:
+        return (
+            f"{last:%Y-%m-%d %H:00} UTC has not begun (the current hour is "
+            f"{current:%Y-%m-%d %H:00} UTC): an hour is fetched once it has started, never "
+            "before"
+        )
+    if first < history_start:
+        return (
+            f"{first:%Y-%m-%d %H:00} UTC is before history_start "
+            f"({history_start:%Y-%m-%d %H:00} UTC in finbot.yaml): move history_start earlier "
+            "first to value older hours"
+        )
+    return None

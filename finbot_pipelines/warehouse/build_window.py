@@ -20,6 +20,15 @@ create table if not exists finbot_control.build_window (
     first_hour timestamp not null,
     last_hour  timestamp not null
 );
+-- What each successful dbt build rebuilt (NULL bounds: every hour), for the publish of
+-- the same run, and the valuation settings it used (a JSON object); the newest few kept.
+create table if not exists finbot_control.builds (
+    run_id      varchar   not null,
+    first_hour  timestamp,
+    last_hour   timestamp,
+    valuation   varchar   not null,
+    finished_at timestamp not null
+);
 """
 
 
@@ -37,3 +46,72 @@ def set_build_window(
 
 def clear_build_window(con: duckdb.DuckDBPyConnection) -> None:
     set_build_window(con, None)
+
+
+def latest_ingested_hour(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """The newest hour of the raw history (None for an empty warehouse); the raw schema
+    must exist (every warehouse connection of the pipeline creates it)."""
+    found = con.execute("select max(fetch_hour) from raw.linked_account_hours").fetchone()
+    return found[0] if found else None
+
+
+#: builds remembered (the publish of a run reads its own; the newest tells the settings)
+KEPT_BUILDS = 50
+
+
+def record_build(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    window: tuple[datetime, datetime] | None,
+    valuation: str,
+    finished_at: datetime,
+) -> None:
+    """Remember what a successful dbt build rebuilt and with which valuation settings."""
+    con.execute(CONTROL_DDL)
+    first, last = window if window is not None else (None, None)
+    con.execute("begin transaction")
+    con.execute(
+        "insert into finbot_control.builds values (?, ?, ?, ?, ?)",
+        [run_id, first, last, valuation, finished_at],
+    )
+    con.execute(
+        "delete from finbot_control.builds where finished_at < (select min(finished_at) "
+        "from (select finished_at from finbot_control.builds order by finished_at desc "
+        f"limit {KEPT_BUILDS}))"
+    )
+    con.execute("commit")
+
+
+def _build(row: tuple[object, ...] | None) -> tuple[tuple[datetime, datetime] | None, str] | None:
+    if row is None:
+        return None
+    first, last, valuation = row
+    window = (first, last) if isinstance(first, datetime) and isinstance(last, datetime) else None
+    return window, str(valuation)
+
+
+def last_build(
+    con: duckdb.DuckDBPyConnection,
+) -> tuple[tuple[datetime, datetime] | None, str] | None:
+    """(window, valuation settings) of the newest successful dbt build; None before any."""
+    con.execute(CONTROL_DDL)
+    return _build(
+        con.execute(
+            "select first_hour, last_hour, valuation from finbot_control.builds "
+            "order by finished_at desc limit 1"
+        ).fetchone()
+    )
+
+
+def build_of_run(
+    con: duckdb.DuckDBPyConnection, run_id: str
+) -> tuple[tuple[datetime, datetime] | None, str] | None:
+    """(window, valuation settings) of the dbt build of run ``run_id``; None without one."""
+    con.execute(CONTROL_DDL)
+    return _build(
+        con.execute(
+            "select first_hour, last_hour, valuation from finbot_control.builds "
+            "where run_id = ? order by finished_at desc limit 1",
+            [run_id],
+        ).fetchone()
+    )

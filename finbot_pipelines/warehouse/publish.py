@@ -606,6 +606,17 @@ def _write_catalog(
         "select ?::timestamp as published_at, ?::varchar as fx_source, ?::varchar as publish_id",
         list(publish_info),
     )
+    # the marts are also in the default schema (`main`), as views: a client that opens the
+    # file finds `fct_profile_valuation_hourly` as well as `marts.fct_profile_valuation_hourly`
+    # (written from inside the catalog, so they name no catalog and work under any file name)
+    con.execute("use cat")
+    try:
+        for name in [*marts, "publish_info"]:
+            con.execute(
+                f"create view main.{_q(name)} as select * from {PUBLISHED_SCHEMA}.{_q(name)}"
+            )
+    finally:
+        con.execute("use memory")
     meta = f"cat.{META_SCHEMA}"
     con.execute(
         f"create table {meta}.state (layout integer, root varchar, publish_id varchar, "

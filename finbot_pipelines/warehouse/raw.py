@@ -343,3 +343,63 @@ def units_needing_prices(con: duckdb.DuckDBPyConnection) -> list[str]:
         "union select distinct upper(unit) from raw.items where value is null and unit is not null"
     ).fetchall()
     return sorted(r[0] for r in rows if r[0])
+
+
+#: raw tables holding hours, and their hour column
+_HOURLY_RAW = (
+    ("linked_account_hours", "fetch_hour"),
+    ("fetches", "fetch_hour"),
+    ("sub_accounts", "fetch_hour"),
+    ("items", "fetch_hour"),
+    ("unit_prices", "price_hour"),
+)
+
+
+def hour_counts(con: duckdb.DuckDBPyConnection, first: datetime, last: datetime) -> dict[str, int]:
+    """Rows of each raw table at the hours [first, last]."""
+    return {
+        table: int(
+            (
+                con.execute(
+                    f"select count(*) from raw.{table} where {column} between ? and ?",
+                    [first, last],
+                ).fetchone()
+                or (0,)
+            )[0]
+        )
+        for table, column in _HOURLY_RAW
+    }
+
+
+def forget_hours(con: duckdb.DuckDBPyConnection, first: datetime, last: datetime) -> dict[str, int]:
+    """Delete the hours [first, last] from the raw tables and from every hourly model built
+    from them (the marts are then rebuilt from what stays), in one transaction. Returns
+    the raw rows deleted per table."""
+    counts = hour_counts(con, first, last)
+    models = con.execute(
+        "select table_schema, table_name, column_name from information_schema.columns "
+        "where table_schema in ('intermediate', 'marts') "
+        "and column_name in ('valuation_hour', 'period_start') "
+        "and table_name in (select table_name from information_schema.tables "
+        "where table_type = 'BASE TABLE' and table_schema in ('intermediate', 'marts'))"
+    ).fetchall()
+    con.execute("begin transaction")
+    try:
+        for table, column in _HOURLY_RAW:
+            con.execute(f"delete from raw.{table} where {column} between ? and ?", [first, last])
+        for schema, table, column in models:
+            if column == "valuation_hour":
+                con.execute(
+                    f'delete from "{schema}"."{table}" where valuation_hour between ? and ?',
+                    [first, last],
+                )
+            else:  # a period mart: the periods touching the hours are recomputed
+                con.execute(
+                    f'delete from "{schema}"."{table}" where period_end >= ? and period_start <= ?',
+                    [first.date(), last.date()],
+                )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return counts

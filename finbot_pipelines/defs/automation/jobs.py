@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from finbot_pipelines.defs.market.assets import FX_RATES_KEY, UNIT_PRICES_KEY
+from finbot_pipelines.defs.market.assets import FX_COVERAGE_KEY, FX_RATES_KEY, UNIT_PRICES_KEY
 
 HOURLY_JOB = "finbot_hourly"
 TRANSFORM_JOB = "finbot_transform"
@@ -21,14 +21,16 @@ def build_jobs(
     hourly_job = dg.define_asset_job(
         HOURLY_JOB,
         selection=dg.AssetSelection.groups(*PIPELINE_GROUPS)
-        | dg.AssetSelection.assets(UNIT_PRICES_KEY),
+        | dg.AssetSelection.assets(FX_COVERAGE_KEY, UNIT_PRICES_KEY),
         partitions_def=hourly,
-        description="Fetch every linked account for the hour, price the units its providers "
-        "did not value, build the marts, publish them.",
+        description="Fetch every linked account for the hour, make sure its FX rates are "
+        "landed, price the units its providers did not value, build the marts (and every later "
+        "hour they change), publish them.",
     )
     transform_job = dg.define_asset_job(
         TRANSFORM_JOB,
-        selection=dg.AssetSelection.groups(*TRANSFORM_GROUPS),
+        selection=dg.AssetSelection.groups(*TRANSFORM_GROUPS)
+        | dg.AssetSelection.assets(FX_COVERAGE_KEY),
         description="Rebuild and publish the marts from the raw history already stored (no "
         "fetching): after an FX correction or a change to the models. Every hour by default; "
         "the run tags finbot/first_hour and finbot/last_hour (YYYY-MM-DD-HH:MM, inclusive) "

@@ -8,7 +8,6 @@ Writers of the warehouse are serialised by the `finbot_warehouse` pool.
 """
 
 import json
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -16,11 +15,12 @@ from typing import Any
 
 import dagster as dg
 
+from finbot_pipelines.config.paths import browser_executable
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
 from finbot_pipelines.config.vault import Vault, VaultError
 from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS, naive_utc
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
-from finbot_pipelines.providers.base import DEFAULT_BROWSER
+from finbot_pipelines.defs.window import impossible_hours
 from finbot_pipelines.providers.fetching import (
     CredentialsUnavailable,
     FetchOutcome,
@@ -43,12 +43,6 @@ from finbot_pipelines.warehouse.raw import (
 CHUNK_HOURS = 24
 #: How old an hour a provider that cannot fetch the past may still be asked for.
 LIVE_GRACE = timedelta(hours=2)
-#: The Chromium binary scraped portals drive (the environment is read here, not by providers).
-BROWSER_ENV = "FINBOT_CHROMIUM"
-
-
-def browser_executable() -> str:
-    return os.environ.get(BROWSER_ENV) or DEFAULT_BROWSER
 
 
 def ingest_key(linked_account_id: str) -> dg.AssetKey:
@@ -399,7 +393,12 @@ def build_ingest_assets(
             )
         window = context.partition_time_window
         hours = _hours(naive_utc(window.start), naive_utc(window.end))
-        refuse_past_hours(selected, hours, datetime.now(UTC).replace(tzinfo=None))
+        now = datetime.now(UTC).replace(tzinfo=None)
+        if hours:
+            why = impossible_hours(hours[0], hours[-1], cfg_now.history_start, now)
+            if why:
+                raise dg.Failure(description=f"Refused: {why}. Nothing was fetched or written.")
+        refuse_past_hours(selected, hours, now)
         latest: dict[str, tuple[str, str | None]] = {}
         stats: dict[str, Counter[str]] = {}
         newest = hours[-1] if hours else None

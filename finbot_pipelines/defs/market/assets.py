@@ -13,9 +13,11 @@ import dagster as dg
 from finbot_pipelines.config.schema import FinbotConfig
 from finbot_pipelines.defs.partitions import DAILY_FX_FRESHNESS, naive_utc
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
+from finbot_pipelines.defs.window import window_from_tags
 from finbot_pipelines.providers.coingecko import fetch_prices
 from finbot_pipelines.providers.contract import FIAT_CODES, ProviderError
 from finbot_pipelines.providers.ecb_rates import rates_for_range
+from finbot_pipelines.warehouse.build_window import latest_ingested_hour
 from finbot_pipelines.warehouse.raw import (
     replace_fx_rates,
     replace_unit_prices,
@@ -29,19 +31,24 @@ def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def _static_rows(
+    cfg: FinbotConfig, days: Sequence[date]
+) -> list[tuple[date, str, str, float, str]]:
+    return [
+        (d, "EUR", ccy, float(rate), "static")
+        for d in days
+        for ccy, rate in sorted(cfg.fx_static_rates.items())
+        if ccy != "EUR"
+    ]
+
+
 def fx_rows(
     cfg: FinbotConfig, first: date, last: date, today: date
 ) -> tuple[list[date], list[tuple[date, str, str, float, str]]]:
     """The dates to replace and the rows to write for the partition days [first, last]."""
     if cfg.fx_source == "static":
         dates = _days(first, last)
-        rows = [
-            (d, "EUR", ccy, float(rate), "static")
-            for d in dates
-            for ccy, rate in sorted(cfg.fx_static_rates.items())
-            if ccy != "EUR"
-        ]
-        return dates, rows
+        return dates, _static_rows(cfg, dates)
     rates = rates_for_range(cfg.fx_ecb_base_url, first, last, today)
     dates = sorted({r.rate_date for r in rates})
     return dates, [(r.rate_date, "EUR", r.quote_ccy, r.rate, "ecb") for r in rates]
@@ -206,3 +213,118 @@ def build_unit_prices_asset(
         )
 
     return unit_prices
+
+
+# --------------------------------------------------------------------------- FX coverage
+
+FX_COVERAGE_KEY = dg.AssetKey(["market", "fx_coverage"])
+#: With the ECB, a window is covered when a rate was published this close before it
+#: (a long weekend with holidays is 4 days without a publication).
+ECB_COVERAGE_LOOKBACK = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class FxCoverage:
+    dates: list[date]
+    rows: list[tuple[date, str, str, float, str]]
+    error: str | None = None
+
+
+def fx_coverage(
+    cfg: FinbotConfig,
+    existing: Sequence[tuple[date, str, str, float, str]],
+    first: date,
+    last: date,
+    today: date,
+) -> FxCoverage:
+    """The FX rows to land so that the days [first, last] can be valued.
+
+    Static: every day of [first, last] holds exactly the config's table (a day whose
+    rows differ, e.g. after the table changed, is replaced). ECB: when no ECB rate is
+    dated within the week before ``first`` up to ``last`` (a fresh or a lost
+    warehouse), the ECB's rates for the range are fetched; otherwise the daily FX job
+    keeps them (``existing``: the rows already stored for that range)."""
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    if cfg.fx_source == "static":
+        wanted = _static_rows(cfg, days)
+        have: dict[date, set[tuple[str, float, str]]] = {}
+        for d, _, ccy, rate, source in existing:
+            have.setdefault(d, set()).add((ccy, float(rate), source))
+        want: dict[date, set[tuple[str, float, str]]] = {}
+        for d, _, ccy, rate, source in wanted:
+            want.setdefault(d, set()).add((ccy, rate, source))
+        stale = [d for d in days if have.get(d, set()) != want.get(d, set())]
+        return FxCoverage(stale, [r for r in wanted if r[0] in set(stale)])
+    lo = first - ECB_COVERAGE_LOOKBACK
+    if any(lo <= d <= last and source == "ecb" for d, _, _, _, source in existing):
+        return FxCoverage([], [])
+    try:
+        rates = rates_for_range(cfg.fx_ecb_base_url, first, min(last, today), today)
+    except ProviderError as exc:
+        return FxCoverage([], [], f"{exc.code}: {exc}")
+    dates = sorted({r.rate_date for r in rates})
+    return FxCoverage(dates, [(r.rate_date, "EUR", r.quote_ccy, r.rate, "ecb") for r in rates])
+
+
+def build_fx_coverage_asset(ingest_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=FX_COVERAGE_KEY,
+        group_name="market",
+        kinds={"python", "duckdb"},
+        pool=WAREHOUSE_POOL,
+        deps=list(ingest_keys),
+        description=(
+            "Makes sure the FX rates the run's hours need are landed before the transform: "
+            "with `fx_source: static`, every day of the history holds the config's table "
+            "(re-landed when the table changes); with the ECB, a range without any rate (a "
+            "fresh or a lost warehouse) gets the ECB's rates. The daily FX job keeps the ECB "
+            "rates current; this step only fills what is missing."
+        ),
+    )
+    def fx_coverage_asset(
+        context: dg.AssetExecutionContext, finbot: FinbotHome
+    ) -> dg.MaterializeResult:
+        cfg = finbot.config()
+        window = window_from_tags(context.run.tags)
+        today = datetime.now(UTC).date()
+        with finbot.warehouse() as con:
+            newest = latest_ingested_hour(con)
+            first_raw = con.execute(
+                "select min(fetch_hour) from raw.linked_account_hours"
+            ).fetchone()
+            start = first_raw[0] if first_raw and first_raw[0] is not None else None
+            if window is not None:
+                first, last = window.first.date(), window.last.date()
+            else:
+                first = (start or cfg.history_start).date()
+                last = (newest or datetime.now(UTC).replace(tzinfo=None)).date()
+            if cfg.fx_source == "static" and start is not None:
+                first = min(first, start.date())  # a changed table revalues the whole history
+            existing = con.execute(
+                "select rate_date, base_ccy, quote_ccy, rate, source from raw.fx_rates "
+                "where rate_date between ? and ?",
+                [first - ECB_COVERAGE_LOOKBACK, last],
+            ).fetchall()
+            coverage = fx_coverage(cfg, existing, first, last, today)
+            if coverage.dates:
+                replace_fx_rates(con, coverage.dates, coverage.rows)
+        if coverage.error:
+            context.log.warning(
+                f"FX coverage: the ECB could not be read ({coverage.error}); hours without a "
+                "rate stay unvalued until the daily FX job lands one"
+            )
+        elif coverage.dates:
+            context.log.info(
+                f"FX coverage: landed the {cfg.fx_source} rates of {len(coverage.dates)} day(s) "
+                f"({min(coverage.dates)} .. {max(coverage.dates)})"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "source": cfg.fx_source,
+                "days_written": len(coverage.dates),
+                "rows": len(coverage.rows),
+                "error": coverage.error or "",
+            }
+        )
+
+    return fx_coverage_asset

@@ -7,8 +7,10 @@ run, however many hours it rebuilds); the run's hours come from its tags
 and dbt's partial parsing is never invalidated.
 """
 
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import cached_property
 from importlib.metadata import version as installed_version
 from typing import Any
@@ -22,17 +24,27 @@ from dagster_dbt import (
 )
 from packaging.version import Version
 
-from finbot_pipelines.defs.market.assets import FX_RATES_KEY, UNIT_PRICES_KEY
+from finbot_pipelines.defs.market.assets import FX_COVERAGE_KEY, FX_RATES_KEY, UNIT_PRICES_KEY
 from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.defs.transform.project import dbt_project
-from finbot_pipelines.defs.window import window_from_tags
-from finbot_pipelines.warehouse.build_window import clear_build_window, set_build_window
+from finbot_pipelines.defs.window import HourWindow, window_from_tags, with_dependents
+from finbot_pipelines.warehouse.build_window import (
+    clear_build_window,
+    last_build,
+    latest_ingested_hour,
+    record_build,
+    set_build_window,
+)
+from finbot_pipelines.warehouse.raw import replace_profiles
 
 #: raw tables landed by the ingest assets (one per linked account) ...
 INGEST_TABLES = frozenset({"fetches", "sub_accounts", "items", "linked_account_hours", "profiles"})
 #: ... and by the market assets.
-MARKET_TABLES = {"fx_rates": FX_RATES_KEY, "unit_prices": UNIT_PRICES_KEY}
+MARKET_TABLES = {
+    "fx_rates": (FX_RATES_KEY, FX_COVERAGE_KEY),
+    "unit_prices": (UNIT_PRICES_KEY,),
+}
 LAYER_GROUPS = {"staging": "staging", "intermediate": "intermediate", "marts": "marts"}
 
 
@@ -75,9 +87,9 @@ class FinbotDbtTranslator(DagsterDbtTranslator):
         deps = [d for d in spec.deps if d.asset_key not in source_keys]
         if raw_tables & INGEST_TABLES:
             deps.extend(dg.AssetDep(k) for k in self._ingest_keys)
-        for table, key in MARKET_TABLES.items():
+        for table, keys in MARKET_TABLES.items():
             if table in raw_tables:
-                deps.append(dg.AssetDep(key))
+                deps.extend(dg.AssetDep(k) for k in keys)
         return spec.replace_attributes(deps=deps)
 
 
@@ -142,14 +154,23 @@ def build_dbt_assets(ingest_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
         config: DbtBuildConfig,
     ) -> Iterator[Any]:
         paths = finbot.paths
-        # the hours this run rebuilds, from its tags; None: every hour
-        window = None if config.full_refresh else window_from_tags(context.run.tags)
+        cfg = finbot.config()
+        valuation = json.dumps(cfg.valuation_settings(), sort_keys=True)
+        with finbot.warehouse() as con:  # also creates the raw schema the sources read
+            # the profiles' currencies of the config now, also when nothing was ingested
+            replace_profiles(con, [(p.id, p.name, p.valuation_ccy) for p in cfg.profiles])
+            window, why = build_window_of(
+                None if config.full_refresh else window_from_tags(context.run.tags),
+                latest_ingested_hour(con),
+                last_build(con),
+                valuation,
+            )
+            set_build_window(con, None if window is None else (window.first, window.last))
         context.log.info(
             f"dbt build of {'every hour' if window is None else f'{window} ({window.hours} h)'}"
             + (" with --full-refresh" if config.full_refresh else "")
+            + (f": {why}" if why else "")
         )
-        with finbot.warehouse() as con:  # also creates the raw schema the sources read
-            set_build_window(con, None if window is None else (window.first, window.last))
         os.environ["FINBOT_WAREHOUSE"] = str(paths.warehouse)
         # dbt unit tests check the SQL, not the data: the test suite runs them
         # (test_dbt_marts); every hourly build runs the data tests only.
@@ -170,5 +191,61 @@ def build_dbt_assets(ingest_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
                 description="dbt build failed: see the failing models and checks above."
                 + missing_fx_pairs_note(finbot)
             )
+        with finbot.warehouse() as con:
+            record_build(
+                con,
+                context.run.run_id,
+                None if window is None else (window.first, window.last),
+                valuation,
+                datetime.now(UTC).replace(tzinfo=None),
+            )
 
     return finbot_dbt
+
+
+def build_window_of(
+    asked: HourWindow | None,
+    latest: datetime | None,
+    previous: tuple[tuple[datetime, datetime] | None, str] | None,
+    valuation: str,
+) -> tuple[HourWindow | None, str]:
+    """The hours a dbt build must rebuild, and why when it is more than asked.
+
+    ``asked`` is the run's window (None: every hour), ``latest`` the newest ingested
+    hour, ``previous`` the last build's (window, valuation settings) and ``valuation``
+    this config's. Settings that value past hours (a valuation currency, the static
+    rates, the static unit prices, the history start) changed since the last build:
+    every hour, so no mart mixes the old and the new. Otherwise the asked hours and
+    every later one (:func:`with_dependents`)."""
+    if asked is None:
+        return None, ""
+    if previous is not None and previous[1] != valuation:
+        changed = valuation_changes(json.loads(previous[1]), json.loads(valuation))
+        return None, (
+            f"the valuation settings changed since the last build ({'; '.join(changed)}): "
+            "every hour is valued again"
+        )
+    window = with_dependents(asked, latest)
+    if window != asked:
+        return window, (
+            f"the hours after {asked.last:%Y-%m-%d %H:00} depend on the ones rebuilt "
+            "(carried values, change references, periods): rebuilt up to "
+            f"{window.last:%Y-%m-%d %H:00}"
+        )
+    return window, ""
+
+
+def valuation_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What differs between two valuation settings, in words."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for k in sorted(set(a) | set(b)):
+                if a.get(k) != b.get(k):
+                    out.append(f"{key}.{k}: {a.get(k)} -> {b.get(k)}")
+        else:
+            out.append(f"{key}: {a} -> {b}")
+    return out

@@ -8,7 +8,8 @@ import dagster as dg
 from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.defs.transform.assets import DBT_STEP
-from finbot_pipelines.defs.window import window_from_tags
+from finbot_pipelines.defs.window import HourWindow, window_from_tags
+from finbot_pipelines.warehouse.build_window import build_of_run
 from finbot_pipelines.warehouse.publish import publish_marts
 
 PUBLISHED_KEY = dg.AssetKey(["published_marts"])
@@ -45,18 +46,21 @@ def build_publish_asset(mart_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition
     ) -> dg.MaterializeResult:
         paths = finbot.paths
         cfg = finbot.config()
-        # the hours the dbt build of this run rebuilt: only their periods are rewritten
-        window = (
-            None if full_refresh(context.run.run_config) else window_from_tags(context.run.tags)
-        )
-        result = publish_marts(
-            paths.warehouse,
-            paths.published,
-            cfg.fx_source,
-            window=None if window is None else (window.first, window.last),
-        )
+        # the hours the dbt build of this run rebuilt (its window and every later hour, or
+        # every hour): only their periods are rewritten
+        with finbot.warehouse() as con:
+            built = build_of_run(con, context.run.run_id)
+        if built is not None:
+            window = built[0]
+        else:  # no dbt step in this run: what its tags asked for
+            asked = (
+                None if full_refresh(context.run.run_config) else window_from_tags(context.run.tags)
+            )
+            window = None if asked is None else (asked.first, asked.last)
+        result = publish_marts(paths.warehouse, paths.published, cfg.fx_source, window=window)
+        shown = "everything" if result.full or window is None else str(HourWindow(*window))
         context.log.info(
-            f"published {'everything' if result.full else str(window)}: "
+            f"published {shown}: "
             f"{result.files_written} file(s) written, {result.files_deleted} deleted"
         )
         return dg.MaterializeResult(
