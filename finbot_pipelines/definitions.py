@@ -53,7 +53,7 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
     ingest_keys = [ingest_key(a.id) for a in cfg.enabled_linked_accounts()] if cfg else []
     fx = build_fx_asset(daily)
     unit_prices = build_unit_prices_asset(hourly, ingest_keys)
-    fx_coverage = build_fx_coverage_asset(ingest_keys)
+    fx_coverage = build_fx_coverage_asset()
     dbt = build_dbt_assets(ingest_keys)
     mart_keys = [k for k, g in dbt.group_names_by_key.items() if g == "marts"]
     publish = build_publish_asset(mart_keys)

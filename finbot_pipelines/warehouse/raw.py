@@ -126,13 +126,12 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the raw schema and tables when absent, and bring an older warehouse's
     tables to the current columns (idempotent)."""
     con.execute(RAW_DDL)
-    types = {
-        (t, c): dt
-        for t, c, dt in con.execute(
-            "select table_name, column_name, data_type from information_schema.columns "
-            "where table_schema = 'raw'"
-        ).fetchall()
-    }
+    columns = con.execute(
+        "select table_name, column_name, data_type, is_nullable from information_schema.columns "
+        "where table_schema = 'raw'"
+    ).fetchall()
+    types = {(t, c): dt for t, c, dt, _ in columns}
+    nullable = {(t, c): n == "YES" for t, c, _, n in columns}
     for table, column, kind in _ADDED_COLUMNS:
         if (table, column) not in types:
             con.execute(f"alter table raw.{table} add column {column} {kind}")
@@ -142,7 +141,8 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
                 f"alter table raw.{table} alter column {column} set data type {kind} "
                 f"using cast(cast({column} as varchar) as {kind})"
             )
-    con.execute("alter table raw.items alter column value drop not null")
+    if not nullable.get(("items", "value"), True):  # NOT NULL before unpriced items existed
+        con.execute("alter table raw.items alter column value drop not null")
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,7 @@ last_success as (
     select
         linked_account_id,
         max(fetch_hour) as last_success_hour,
-        arg_max(warnings, fetch_hour) as warnings,
-        arg_max(warning_count, fetch_hour) as warning_count
+        arg_max(warnings, fetch_hour) as warnings
     from fetches
     where is_success
     group by linked_account_id
@@ -97,7 +96,7 @@ final as (
         cast(coalesce(failure_streaks.consecutive_failures, 0) as integer) as consecutive_failures,
         failure_streaks.last_error.code as last_error_code,
         failure_streaks.last_error.message as last_error_message,
-        cast(coalesce(last_success.warning_count, 0) as integer) as warning_count,
+        cast(coalesce(json_array_length(last_success.warnings), 0) as integer) as warning_count,
         coalesce(last_success.warnings, '[]') as warnings
 
     from current_accounts

@@ -20,8 +20,7 @@ renamed as (
         error_code,
         error_message,
         attempt,
-        coalesce(warnings, '[]') as warnings,
-        cast(coalesce(json_array_length(warnings), 0) as integer) as warning_count
+        coalesce(warnings, '[]') as warnings
 
     from source
 
