@@ -16,7 +16,14 @@ import click
 from finbot_pipelines import numbers
 from finbot_pipelines.bench import bench
 from finbot_pipelines.cli_accounts import accounts
-from finbot_pipelines.config.home import DEMO_DAYS, ensure_dagster_home, init_home
+from finbot_pipelines.config.home import (
+    DEMO_DAYS,
+    ensure_dagster_home,
+    init_home,
+    loose_modes_warning,
+    open_home,
+    private_umask,
+)
 from finbot_pipelines.config.loading import ConfigError, load_config
 from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.config.vault import Vault, VaultError
@@ -42,7 +49,9 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 @click.pass_context
 def main(ctx: click.Context, home: Path | None) -> None:
     """finbot: your household's wealth, fetched hourly, valued in your currency."""
+    private_umask()  # every file finbot (and dbt, Dagster) writes from here on is 0600
     paths = HomePaths.resolve(home)
+    open_home(paths.home)
     os.environ["FINBOT_HOME"] = str(paths.home)
     os.environ.setdefault("DAGSTER_HOME", str(paths.dagster_home))
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -71,8 +80,11 @@ def config() -> None:
 @config.command("check")
 @click.pass_context
 def config_check(ctx: click.Context) -> None:
-    """Validate finbot.yaml and say what it holds."""
+    """Validate finbot.yaml and say what it holds; warn about files others can read."""
     paths = _paths(ctx)
+    warning = loose_modes_warning(paths.home)
+    if warning:
+        click.echo(f"finbot: {warning}", err=True)
     try:
         cfg = load_config(paths.config)
     except ConfigError as exc:

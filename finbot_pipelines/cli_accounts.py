@@ -2,7 +2,9 @@
 
 Every change goes through the same path as a hand edit: the new config is
 validated in full before it is written (atomically), and credentials go to the
-vault only after one real fetch succeeded with them.
+vault only after one real fetch succeeded with them. Changes are locked
+read-modify-writes of the file as it is at that moment (comments and layout
+kept, see config/editing.py); no lock is held while a prompt waits for you.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import click
 import yaml
 
 from finbot_pipelines import numbers
-from finbot_pipelines.config.loading import ConfigError, load_config, parse_config, save_config
+from finbot_pipelines.config import editing
+from finbot_pipelines.config.loading import ConfigError, load_config, parse_config
+from finbot_pipelines.config.locking import LockTimeout
 from finbot_pipelines.config.paths import HomePaths, browser_executable
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
 from finbot_pipelines.config.vault import Vault, VaultError
@@ -50,16 +54,20 @@ def _vault(paths: HomePaths) -> Vault:
         raise  # unreachable
 
 
-def _save(paths: HomePaths, cfg: FinbotConfig) -> None:
-    """Re-validate the whole config from its YAML form, then write it atomically."""
-    from finbot_pipelines.config.loading import config_to_yaml
-
-    text = config_to_yaml(cfg)
+def _edit(
+    paths: HomePaths,
+    change: Callable[[Any], None],
+    undo: Callable[[], None] | None = None,
+) -> FinbotConfig:
+    """Apply ``change`` to finbot.yaml as it is now (locked, atomic, comments kept);
+    on failure run ``undo`` and exit with the reason."""
     try:
-        parse_config(text, paths.config)
-    except ConfigError as exc:
+        return editing.edit_config(paths.config, change)
+    except (ConfigError, editing.EditRefused, LockTimeout) as exc:
+        if undo is not None:
+            undo()
         _fail(f"the change was not saved: {exc}")
-    save_config(cfg, paths.config)
+        raise  # unreachable
 
 
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -306,9 +314,21 @@ def add_linked_account(
             _fail(f"invalid credentials: {exc}")
     click.echo(f"testing '{account_id}' with one real fetch ...")
     _report(test_fetch(paths, new_cfg, provider_id, account_id, profile_id, options, creds))
+    undo: Callable[[], None] | None = None
     if vault is not None and secret_name:
-        vault.set(secret_name, json.dumps(creds))
-    _save(paths, new_cfg)
+        try:
+            vault.set(secret_name, json.dumps(creds), replace=False)
+        except VaultError as exc:
+            _fail(f"nothing was saved: {exc}")
+        stored = vault
+
+        def undo() -> None:
+            try:
+                stored.remove(secret_name)
+            except VaultError as exc:
+                click.echo(f"finbot: could not take '{secret_name}' back out of the vault: {exc}")
+
+    _edit(paths, editing.add_account(account), undo)
     click.echo(
         f"added linked account '{account_id}' ({provider_id}) to {paths.config}"
         + (f"; credentials stored in the vault as '{secret_name}'" if secret_name else "")
@@ -500,12 +520,8 @@ def accounts_test(paths: HomePaths, account_id: str, fmt: str) -> None:
 
 
 def _set_flag(paths: HomePaths, account_id: str, **changes: Any) -> None:
-    cfg = _load(paths)
-    _account(cfg, account_id)
-    accounts_ = [
-        a.model_copy(update=changes) if a.id == account_id else a for a in cfg.linked_accounts
-    ]
-    _save(paths, cfg.model_copy(update={"linked_accounts": accounts_}))
+    _account(_load(paths), account_id)
+    _edit(paths, editing.set_account_fields(account_id, **changes))
 
 
 @accounts.command("freeze")
@@ -537,14 +553,16 @@ def accounts_remove(paths: HomePaths, account_id: str) -> None:
     """
     cfg = _load(paths)
     a = _account(cfg, account_id)
-    rest = [x for x in cfg.linked_accounts if x.id != account_id]
-    _save(paths, cfg.model_copy(update={"linked_accounts": rest}))
+    rest = _edit(paths, editing.remove_account(account_id)).linked_accounts
     msg = f"removed '{account_id}' from {paths.config}; its history stays"
     if a.credentials and not any(x.credentials == a.credentials for x in rest):
         vault = _vault(paths)
         if a.credentials in vault:
-            vault.remove(a.credentials)
-            msg += f"; vault entry '{a.credentials}' removed"
+            try:
+                vault.remove(a.credentials)
+                msg += f"; vault entry '{a.credentials}' removed"
+            except VaultError as exc:
+                msg += f"; vault entry '{a.credentials}' left in place ({exc})"
     click.echo(msg)
 
 

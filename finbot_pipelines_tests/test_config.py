@@ -136,11 +136,11 @@ def test_round_trip_of_a_built_config(tmp_path: Path) -> None:
     assert load_config(path) == cfg
 
 
-def test_save_keeps_existing_mode(tmp_path: Path) -> None:
+def test_save_makes_the_file_private(tmp_path: Path) -> None:
     path = write(tmp_path, VALID)
-    os.chmod(path, 0o640)
+    os.chmod(path, 0o644)
     save_config(load_config(path), path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_load_writes_nothing(tmp_path: Path) -> None:
@@ -335,7 +335,7 @@ BAD_CONFIGS = [
         "fx_static_rates:\n  GBP: 0.85\n  USD: -1\n" + PROFILES,
         3,
         "fx_static_rates.USD",
-        ["expected a rate > 0"],
+        ["expected a finite rate > 0"],
     ),
     (
         "static-fx-bad-code",

@@ -1,12 +1,83 @@
-"""Create and refresh a FINBOT_HOME: key file, Dagster instance dir, a first config."""
+"""Create and refresh a FINBOT_HOME: key file, Dagster instance dir, a first config.
+
+Private by default: every entry point (the `finbot` CLI, the Dagster code location,
+`finbotctl`) sets the umask to 077, so every file finbot, Dagster, DuckDB and dbt
+create under the home is 0600 and every folder 0700; the home itself is made
+0700 whenever finbot opens it. A file an older finbot wrote 0644 keeps its mode
+(DuckDB rewrites files in place), but the 0700 home already hides it;
+`finbot config check` lists such files and the `chmod` that tightens them.
+"""
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import os
+import stat
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from finbot_pipelines.config.loading import atomic_write_bytes
 from finbot_pipelines.config.paths import REPO_ROOT, HomePaths
 from finbot_pipelines.config.vault import init_key_file
+
+#: Nobody but the owner reads or lists anything finbot writes.
+PRIVATE_UMASK = 0o077
+HOME_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_umask() -> None:
+    """Make every file this process (and its children: dbt, Dagster's run workers)
+    creates from now on 0600, and every folder 0700."""
+    os.umask(PRIVATE_UMASK)
+
+
+def open_home(home: Path) -> None:
+    """Make ``home`` 0700 if it exists and is looser (it is the owner's own folder)."""
+    try:
+        st = home.stat()
+    except OSError:
+        return
+    if stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o077:
+        with contextlib.suppress(OSError):  # not ours: `config check` says so
+            os.chmod(home, stat.S_IMODE(st.st_mode) & ~0o077)
+
+
+def loose_modes(home: Path) -> list[tuple[Path, int]]:
+    """Folders and files under ``home`` (itself included) that others may read,
+    write or enter, with their modes; symbolic links are not followed."""
+    found: list[tuple[Path, int]] = []
+    try:
+        mode = stat.S_IMODE(home.lstat().st_mode)
+    except OSError:
+        return found
+    if mode & 0o077:
+        found.append((home, mode))
+    for root, dirs, files in os.walk(home):
+        for name in [*dirs, *files]:
+            p = Path(root) / name
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            if not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o077:
+                found.append((p, stat.S_IMODE(st.st_mode)))
+    return found
+
+
+def loose_modes_warning(home: Path, limit: int = 10) -> str | None:
+    """The `config check` warning about :func:`loose_modes`, or ``None``."""
+    found = loose_modes(home)
+    if not found:
+        return None
+    shown = ", ".join(f"{p} ({m:04o})" for p, m in found[:limit])
+    more = f" and {len(found) - limit} more" if len(found) > limit else ""
+    return (
+        f"warning: {len(found)} path(s) under {home} can be read by other users of this "
+        f"machine: {shown}{more}. Run `chmod -R go-rwx {home}` to make them private "
+        "(finbot writes new files 0600 and folders 0700)"
+    )
+
 
 DEMO_DAYS = 30
 
@@ -21,7 +92,7 @@ def ensure_dagster_home(paths: HomePaths) -> None:
     A copy of the embedded default is refreshed when the repository's changes; any
     other dagster.yaml there (a production one, say) is never touched.
     """
-    paths.dagster_home.mkdir(parents=True, exist_ok=True)
+    paths.dagster_home.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
     src = REPO_ROOT / "dagster.yaml"
     dst = paths.dagster_home / "dagster.yaml"
     stale_copy = (
@@ -30,7 +101,7 @@ def ensure_dagster_home(paths: HomePaths) -> None:
         and dst.read_text().startswith(EMBEDDED_MARKER)
     )
     if not dst.exists() or stale_copy:
-        shutil.copyfile(src, dst)
+        atomic_write_bytes(dst, src.read_bytes(), FILE_MODE)
 
 
 def demo_config_text(now: datetime | None = None, days: int = DEMO_DAYS) -> str:
@@ -127,12 +198,14 @@ linked_accounts: []
 def init_home(paths: HomePaths, *, demo: bool) -> list[str]:
     """Create what is missing; never overwrite a config or a key. Returns what was done."""
     done: list[str] = []
-    paths.home.mkdir(parents=True, exist_ok=True)
+    paths.home.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
+    open_home(paths.home)
     if not paths.key_file.exists():
         init_key_file(paths.home)
         done.append(f"created the vault key {paths.key_file} (mode 0600)")
     ensure_dagster_home(paths)
     if not paths.config.exists():
-        paths.config.write_text(demo_config_text() if demo else STARTER_CONFIG)
+        text = demo_config_text() if demo else STARTER_CONFIG
+        atomic_write_bytes(paths.config, text.encode("utf-8"), FILE_MODE)
         done.append(f"wrote {'the demo' if demo else 'a starter'} config {paths.config}")
     return done

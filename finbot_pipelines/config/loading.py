@@ -109,7 +109,13 @@ def parse_config(text: str, path: Path) -> FinbotConfig:
     """Validate YAML ``text``; ``path`` is only used in messages."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None:
+            alias_issue = _check_expansion(root)
+            if alias_issue is not None:
+                raise ConfigError(path, [alias_issue])
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise _error(path, "invalid YAML: nested too deeply") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = str(exc.problem or exc.context or "syntax error")
@@ -154,6 +160,66 @@ def parse_config(text: str, path: Path) -> FinbotConfig:
         return FinbotConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(path, [_issue_from(err, root) for err in exc.errors()]) from None
+
+
+#: At most this many values once every YAML alias is expanded: a real config holds a few
+#: thousand; a "billion laughs" alias bomb holds billions and would hang every command.
+MAX_EXPANDED_VALUES = 100_000
+
+
+class _TooBig(Exception):
+    def __init__(self, issue: ConfigIssue) -> None:
+        self.issue = issue
+
+
+def _check_expansion(root: yaml.Node) -> ConfigIssue | None:
+    """An issue when aliases expand the document beyond :data:`MAX_EXPANDED_VALUES`
+    values, or an alias refers to a node containing it (a cycle). Each node is sized
+    once (aliases share their node), so this takes milliseconds even on a bomb."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node, loc: tuple[str | int, ...]) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise _TooBig(
+                ConfigIssue(
+                    format_path(loc),
+                    node.start_mark.line + 1,
+                    "a YAML alias refers to a value that contains it (a recursive alias): "
+                    "write the value out instead",
+                )
+            )
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                name = k.value if isinstance(k, yaml.ScalarNode) else "?"
+                total += size(k, loc) + size(v, (*loc, name))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, child in enumerate(node.value):
+                total += size(child, (*loc, i))
+        open_nodes.discard(key)
+        if total > MAX_EXPANDED_VALUES:
+            raise _TooBig(
+                ConfigIssue(
+                    format_path(loc),
+                    node.start_mark.line + 1,
+                    f"YAML aliases expand this value to more than {MAX_EXPANDED_VALUES:,} "
+                    "values (an alias bomb?): refused; write the values out or use fewer "
+                    "aliases",
+                )
+            )
+        sizes[key] = total
+        return total
+
+    try:
+        size(root, ())
+    except _TooBig as exc:
+        return exc.issue
+    return None
 
 
 def _yaml_kind(node: yaml.Node) -> str:
@@ -324,7 +390,7 @@ def _issue_from(err: Any, root: yaml.Node) -> ConfigIssue:
 # --------------------------------------------------------------------------- save
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same
     directory, created with ``mode`` (never wider), fsynced, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -367,17 +433,17 @@ def config_to_yaml(cfg: FinbotConfig) -> str:
     data["fx_static_rates"] = _sorted_dicts(data["fx_static_rates"])
     for la in data["linked_accounts"]:
         la["options"] = _sorted_dicts(la["options"])
-    header = "# finbot configuration (written by finbot; comments are not preserved)\n"
+    header = "# finbot configuration (written by finbot)\n"
     return header + yaml.safe_dump(
         data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
     )
 
 
 def save_config(cfg: FinbotConfig, path: Path) -> None:
-    """Write ``cfg`` to ``path`` atomically; ``load_config(path)`` gives it back."""
+    """Write ``cfg`` to ``path`` atomically (mode 0600); ``load_config(path)`` gives it back.
+
+    This writes a whole new file (no comments): commands that change an existing
+    config use :func:`finbot_pipelines.config.editing.edit_config` instead."""
     text = config_to_yaml(cfg)
     parse_config(text, path)  # never write a file we could not read back
-    mode = 0o644
-    with contextlib.suppress(FileNotFoundError):
-        mode = path.stat().st_mode & 0o777
-    atomic_write_bytes(path, text.encode("utf-8"), mode)
+    atomic_write_bytes(path, text.encode("utf-8"), 0o600)

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
@@ -47,6 +48,17 @@ SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_HISTORY_START = datetime(2024, 1, 1)
 
 _CCY_EXPECTED = "expected an ISO 4217 currency code such as GBP, EUR, USD"
+
+#: Bounds of the numbers of the config: finite, and within what a household can mean.
+MAX_TIMEOUT_S = 600.0
+MAX_BACKOFF_S = 3600.0
+MAX_WORKERS = 64
+#: units of a currency per 1 EUR, or the price of one unit of a crypto asset
+MAX_RATE = 1e12
+
+
+def _sane_positive(x: float) -> bool:
+    return math.isfinite(x) and 0 < x <= MAX_RATE
 
 
 class FieldPathError(ValueError):
@@ -181,10 +193,27 @@ class FetchSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timeout_s: float = Field(default=60.0, gt=0, description="seconds per attempt, > 0")
+    timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description=f"seconds per attempt, > 0 and at most {MAX_TIMEOUT_S:g}",
+    )
     max_attempts: int = Field(default=3, ge=1, le=10, description="attempts per hour, 1 to 10")
-    backoff_s: float = Field(default=2.0, ge=0, description="seconds before the first retry")
-    max_workers: int = Field(default=8, ge=1, description="linked accounts fetched in parallel")
+    backoff_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=MAX_BACKOFF_S,
+        allow_inf_nan=False,
+        description=f"seconds before the first retry, 0 to {MAX_BACKOFF_S:g}",
+    )
+    max_workers: int = Field(
+        default=8,
+        ge=1,
+        le=MAX_WORKERS,
+        description=f"linked accounts fetched in parallel, 1 to {MAX_WORKERS}",
+    )
 
 
 class NotificationSettings(BaseModel):
@@ -318,10 +347,11 @@ class FinbotConfig(BaseModel):
         for ccy, rate in self.fx_static_rates.items():
             if ccy not in ISO_4217_CODES:
                 raise FieldPathError(("fx_static_rates", ccy), f"{_CCY_EXPECTED}, got {ccy!r}")
-            if not rate > 0 or rate == float("inf"):
+            if not _sane_positive(rate):
                 raise FieldPathError(
                     ("fx_static_rates", ccy),
-                    f"expected a rate > 0 ({ccy} per 1 EUR), got {rate!r}",
+                    f"expected a finite rate > 0 and at most {MAX_RATE:g} ({ccy} per 1 EUR), "
+                    f"got {rate!r}",
                 )
             if ccy == "EUR" and rate != 1.0:
                 raise FieldPathError(
@@ -344,9 +374,11 @@ class FinbotConfig(BaseModel):
             ((ccy, price),) = quote.items()
             if ccy not in ISO_4217_CODES:
                 raise FieldPathError((*where, ccy), f"{_CCY_EXPECTED}, got {ccy!r}")
-            if not price > 0 or price == float("inf"):
+            if not _sane_positive(price):
                 raise FieldPathError(
-                    (*where, ccy), f"expected a price > 0 ({ccy} per 1 {unit}), got {price!r}"
+                    (*where, ccy),
+                    f"expected a finite price > 0 and at most {MAX_RATE:g} ({ccy} per 1 {unit}), "
+                    f"got {price!r}",
                 )
         for unit, coin in self.coingecko_ids.items():
             if not UNIT_CODE_RE.match(unit):

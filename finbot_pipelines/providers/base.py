@@ -115,8 +115,10 @@ def _check_unit_code(v: str) -> str:
 
 #: An http(s) address (no query), trailing slash removed.
 HttpUrl = Annotated[str, Strict(), AfterValidator(_check_http_url)]
-#: Seconds: a finite number > 0.
-Seconds = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
+#: The longest timeout an option may ask for (ten minutes).
+MAX_SECONDS = 600.0
+#: Seconds: a finite number > 0, at most :data:`MAX_SECONDS`.
+Seconds = Annotated[float, Strict(), Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
 #: An ISO 4217 code; a fiat one; any currency or unit code (BTC, ETH2.S).
 IsoCurrency = Annotated[str, Strict(), AfterValidator(_check_iso)]
 FiatCurrency = Annotated[str, Strict(), AfterValidator(_check_fiat)]
@@ -127,7 +129,7 @@ class ProviderOptions(BaseModel):
     """Base of a provider's options (``options:`` of a linked account). Unknown keys
     are refused; field descriptions and defaults document the option."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ProviderCredentials(BaseModel):

@@ -90,7 +90,10 @@ def _unique_kinds(v: list[str]) -> list[str]:
 
 
 Hour = Annotated[str | datetime, AfterValidator(_check_hour)]
-NonNegativeSeconds = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+#: Seconds the dummy may sleep: finite, 0 to an hour.
+NonNegativeSeconds = Annotated[float, Strict(), Field(ge=0, le=3600, allow_inf_nan=False)]
+#: Hours in a cycle or an offset: up to about a century.
+MAX_CYCLE_HOURS = 24 * 366 * 100
 
 
 class FailCycle(BaseModel):
@@ -99,9 +102,13 @@ class FailCycle(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    every_hours: int = Field(ge=1, description="cycle length in hours, >= 1")
-    for_hours: int = Field(ge=0, description="failing hours at the start of each cycle")
-    offset_hours: int = Field(default=0, ge=0, description="shift of the cycle in hours")
+    every_hours: int = Field(ge=1, le=MAX_CYCLE_HOURS, description="cycle length in hours, >= 1")
+    for_hours: int = Field(
+        ge=0, le=MAX_CYCLE_HOURS, description="failing hours at the start of each cycle"
+    )
+    offset_hours: int = Field(
+        default=0, ge=0, le=MAX_CYCLE_HOURS, description="shift of the cycle in hours"
+    )
 
     @model_validator(mode="after")
     def _within_cycle(self) -> FailCycle:
@@ -121,7 +128,11 @@ class DummyOptions(ProviderOptions):
         ),
     )
     scale: float = Field(
-        default=1.0, gt=0, allow_inf_nan=False, description="multiplies every value and unit count"
+        default=1.0,
+        gt=0,
+        le=1e6,
+        allow_inf_nan=False,
+        description="multiplies every value and unit count (at most 1e6)",
     )
     fail_hours: list[Hour] = Field(
         default_factory=list, description='hours "YYYY-MM-DDTHH:00" at which the fetch fails'
@@ -136,7 +147,10 @@ class DummyOptions(ProviderOptions):
         default=5.0, description="with fail_kind timeout: seconds to sleep before answering"
     )
     flaky_attempts: int = Field(
-        default=0, ge=0, description="the first N calls per (account, hour) fail transiently"
+        default=0,
+        ge=0,
+        le=20,
+        description="the first N calls per (account, hour) fail transiently (0 to 20)",
     )
     latency_s: NonNegativeSeconds = Field(
         default=0.0, description="seconds to wait before answering"

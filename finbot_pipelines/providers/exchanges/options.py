@@ -106,6 +106,7 @@ class ExchangeOptions(ProviderOptions):
     dust_threshold: float = Field(
         default=DEFAULT_DUST_THRESHOLD,
         ge=0,
+        le=1e12,
         allow_inf_nan=False,
         description="balances worth less than this (in the valuation currency) are left out",
     )
