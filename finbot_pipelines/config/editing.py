@@ -12,6 +12,7 @@ written.
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,23 +39,35 @@ class EditRefused(Exception):
     """The change cannot be applied to the config as it is now (e.g. the id exists)."""
 
 
-def _yaml(indent: int, block_seq_indent: int) -> YAML:
-    y = YAML(typ="rt")
-    y.preserve_quotes = True
-    y.width = 4096  # never re-wrap long lines
-    mapping = max(indent, 2)
-    y.indent(mapping=mapping, sequence=mapping + block_seq_indent, offset=block_seq_indent)
-    return y
+def _mapping_indent(text: str) -> int:
+    """The indentation of the first nested mapping key under a top-level key (2 if none)."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    for above, line in itertools.pairwise(lines):
+        if above[:1] not in " -" and above.rstrip().endswith(":"):
+            body = line.lstrip(" ")
+            if not body.startswith("-") and len(line) > len(body):
+                return len(line) - len(body)
+    return 2
 
 
 def _load_document(text: str, path: Path) -> tuple[CommentedMap, YAML]:
     try:
-        doc, indent, block_seq_indent = load_yaml_guess_indent(text)
+        _, seq_indent, block_seq_indent = load_yaml_guess_indent(text)
+        y = YAML(typ="rt")
+        y.preserve_quotes = True
+        y.width = 4096  # never re-wrap long lines
+        offset = block_seq_indent or 0
+        y.indent(
+            mapping=_mapping_indent(text),
+            sequence=max(seq_indent or 2, offset + 2),
+            offset=offset,
+        )
+        doc = y.load(text)
     except YAMLError as exc:  # parse_config already accepted it: unlikely
         raise ConfigError(path, [ConfigIssue("", None, f"invalid YAML: {exc}")]) from None
     if not isinstance(doc, CommentedMap):
         raise ConfigError(path, [ConfigIssue("", 1, "expected a mapping at the top level")])
-    return doc, _yaml(indent or 2, block_seq_indent or 0)
+    return doc, y
 
 
 def edit_config(
