@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from finbot_pipelines.config.home import open_home, private_umask
+from finbot_pipelines.config.home import open_home, private_dbt_target, private_umask
 from finbot_pipelines.config.loading import load_config
 from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.config.schema import FinbotConfig
@@ -47,6 +47,7 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
     paths = HomePaths.resolve(home)
     private_umask()  # private by default: see config/home.py
     open_home(paths.home)
+    private_dbt_target(paths)
     cfg: FinbotConfig | None = load_config(paths.config) if paths.config.exists() else None
     start = cfg.history_start if cfg else DEFAULT_HISTORY_START
     hourly = hourly_partitions(start)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from finbot_pipelines.config.loading import atomic_write_bytes
-from finbot_pipelines.config.paths import REPO_ROOT, HomePaths
+from finbot_pipelines.config.paths import DBT_PROJECT_DIR, REPO_ROOT, HomePaths
 from finbot_pipelines.config.vault import init_key_file
 
 #: Nobody but the owner reads or lists anything finbot writes.
@@ -41,6 +41,22 @@ def open_home(home: Path) -> None:
     if stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o077:
         with contextlib.suppress(OSError):  # not ours: `config check` says so
             os.chmod(home, stat.S_IMODE(st.st_mode) & ~0o077)
+
+
+def private_dbt_target(paths: HomePaths) -> None:
+    """Seed ``$FINBOT_HOME/dbt-target/partial_parse.msgpack`` as a 0600 copy of the
+    prebuilt one. dagster-dbt seeds it itself when it is missing, but with
+    ``shutil.copy``, which copies the checkout's mode (0644) whatever the umask, and
+    dbt then rewrites it in place forever; a copy left loose is tightened here."""
+    src = DBT_PROJECT_DIR / "target" / "partial_parse.msgpack"
+    dst = paths.dbt_target / src.name
+    with contextlib.suppress(OSError):
+        if dst.exists():
+            if stat.S_IMODE(dst.stat().st_mode) & 0o077:
+                os.chmod(dst, FILE_MODE)
+        elif src.exists() and paths.home.is_dir():
+            paths.dbt_target.mkdir(mode=HOME_MODE, exist_ok=True)
+            atomic_write_bytes(dst, src.read_bytes(), FILE_MODE)
 
 
 def loose_modes(home: Path) -> list[tuple[Path, int]]:
