@@ -381,9 +381,9 @@ def _parse_format_2(path: Path, data: bytes) -> tuple[bytes, str]:
     try:
         expected = _checksum(fingerprint, token)
     except UnicodeEncodeError:
-        raise _damaged(path, "its checksum does not match its content") from None
+        raise _damaged(path, "its checksum is not that of its content") from None
     if not hmac.compare_digest(expected, doc["sha256"]):
-        raise _damaged(path, "its checksum does not match its content")
+        raise _damaged(path, "its checksum is not that of its content")
     return token.encode("ascii"), fingerprint
 
 
