@@ -52,7 +52,7 @@ _CCY_EXPECTED = "expected an ISO 4217 currency code such as GBP, EUR, USD"
 #: Bounds of the numbers of the config: finite, and within what a household can mean.
 MAX_TIMEOUT_S = 600.0
 MAX_BACKOFF_S = 3600.0
-MAX_WORKERS = 64
+MAX_WORKERS = 256  # threads; `finbot bench` uses one per account
 #: units of a currency per 1 EUR, or the price of one unit of a crypto asset
 MAX_RATE = 1e12
 
