@@ -195,6 +195,14 @@ def test_config_check_accepts_sane_numbers(tmp_path: Path, field: str, value: st
     assert res.exit_code == 0, res.output
 
 
+@pytest.mark.parametrize("value", ["0001-01-01T00:00", "1999-12-31T23:00"])
+def test_history_start_is_bounded(tmp_path: Path, value: str) -> None:
+    (tmp_path / "finbot.yaml").write_text(PROFILES + f'history_start: "{value}"\n')
+    res = invoke(tmp_path, "config", "check")
+    assert res.exit_code == 2
+    assert "line 3, history_start: expected 2000-01-01T00:00 or later" in res.output
+
+
 def test_accounts_add_refuses_an_infinite_option(tmp_path: Path) -> None:
     (tmp_path / "finbot.yaml").write_text(demo_config_text(datetime(2026, 5, 1)))
     before = (tmp_path / "finbot.yaml").read_bytes()

@@ -46,6 +46,8 @@ from finbot_pipelines.providers.contract import FIAT_CODES, ISO_4217_CODES, UNIT
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_HISTORY_START = datetime(2024, 1, 1)
+#: Hourly partitions from here to now: about 230,000 at most.
+EARLIEST_HISTORY_START = datetime(2000, 1, 1)
 
 _CCY_EXPECTED = "expected an ISO 4217 currency code such as GBP, EUR, USD"
 
@@ -304,6 +306,11 @@ class FinbotConfig(BaseModel):
         if v.minute or v.second or v.microsecond:
             raise ValueError(
                 f"expected a time on the hour such as {v:%Y-%m-%dT%H}:00, got {v.isoformat()}"
+            )
+        if v < EARLIEST_HISTORY_START:
+            raise ValueError(
+                f"expected {EARLIEST_HISTORY_START:%Y-%m-%dT%H:%M} or later (each hour since "
+                f"is a partition to run), got {v:%Y-%m-%dT%H:%M}"
             )
         now = datetime.now(UTC).replace(tzinfo=None)
         if v > now:
