@@ -94,6 +94,16 @@ def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
     assert info.value.line == 3
 
 
+def test_deep_nesting_and_huge_files_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "finbot.yaml"
+    path.write_text("profiles: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path)
+    path.write_text(PROFILES + "# " + "x" * 5_000_000 + "\n")
+    with pytest.raises(ConfigError, match="bytes: a finbot config is at most"):
+        load_config(path)
+
+
 def test_ordinary_anchors_and_aliases_still_work(tmp_path: Path) -> None:
     path = tmp_path / "finbot.yaml"
     path.write_text(

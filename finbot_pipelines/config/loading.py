@@ -26,6 +26,8 @@ from pydantic.fields import FieldInfo
 from finbot_pipelines.config.schema import FieldPathError, FinbotConfig, format_path
 
 CONFIG_FILE_NAME = "finbot.yaml"
+#: A household's config is a few kilobytes; a file this big is a mistake.
+MAX_CONFIG_BYTES = 4_000_000
 _INIT_HINT = "run `finbot init` to create one, or `./finbotctl demo` for a demo household"
 
 
@@ -96,6 +98,13 @@ def load_config(path: Path | None = None) -> FinbotConfig:
         raise _error(path, f"no config file; {_INIT_HINT}")
     if not path.is_file():
         raise _error(path, "is not a file")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise _error(
+            path,
+            f"the file is {size:,} bytes: a finbot config is at most {MAX_CONFIG_BYTES:,} "
+            "(is it the right file?)",
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
