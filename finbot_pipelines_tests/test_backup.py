@@ -149,18 +149,16 @@ def concurrent(
 
     def read() -> None:
         assert run.stderr is not None
-        in_pipeline = False
         for line in run.stderr:
             lines.append(line)
-            in_pipeline = in_pipeline or line.startswith("pipeline:")
-            if in_pipeline and ": started" in line:
-                landing.set()  # a step of the hourly run (the ingest first) is under way
+            if line.startswith("pipeline:"):
+                landing.set()  # the FX run is done, the hourly run (ingest first) starts
         landing.set()
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        assert landing.wait(DEADLINE_S), "the run never started its steps"
+        assert landing.wait(DEADLINE_S), "the run never started"
         overlapped = run.poll() is None
         dest = root / "dest"
         backup = finbot(original, "backup", str(dest))
