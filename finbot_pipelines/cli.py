@@ -567,6 +567,133 @@ def report(ctx: click.Context, profile_id: str | None) -> None:
         _fail(str(exc), 1)
 
 
+# --------------------------------------------------------------------------- backup / restore
+
+
+@main.command()
+@click.argument("dest", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--with-vault",
+    is_flag=True,
+    help="Also copy the encrypted vault (its key is never copied: keep it apart).",
+)
+@click.pass_context
+def backup(ctx: click.Context, dest: Path | None, with_vault: bool) -> None:
+    """Back up the raw history and the config into a new directory in DEST.
+
+    DEST defaults to $FINBOT_HOME/backups/, where the config's `backups_kept` newest
+    backups are kept (7 by default); the daily schedule writes there too. The backup
+    takes its turn at the warehouse (the finbot_warehouse pool slot): while a run is
+    using it, the backup waits. `finbot restore DIR` rebuilds a home from it.
+    """
+    import dagster as dg
+
+    from finbot_pipelines.definitions import build_definitions
+    from finbot_pipelines.defs.automation.backups import BACKUP_JOB, BACKUP_STEP
+    from finbot_pipelines.defs.automation.runs import run_job
+    from finbot_pipelines.defs.resources import WAREHOUSE_POOL
+    from finbot_pipelines.warehouse.backup import KEY_NOTE
+
+    paths = _paths(ctx)
+    try:
+        load_config(paths.config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    ensure_dagster_home(paths)
+    defs = build_definitions(str(paths.home))
+    config = {
+        "ops": {
+            BACKUP_STEP: {
+                "config": {"dest": str(dest.resolve()) if dest else "", "with_vault": with_vault}
+            }
+        }
+    }
+    with dg.DagsterInstance.get() as instance:
+        busy = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).active_slot_count
+        if busy:
+            click.echo(
+                f"a run is using the warehouse (pool {WAREHOUSE_POOL}): the backup waits for "
+                "its turn",
+                err=True,
+            )
+        result = run_job(defs, BACKUP_JOB, None, None, instance=instance, run_config=config)
+    if not result.success:
+        _fail("the backup failed: see the messages above, or the run in the UI", 1)
+    click.echo(f"backup written: {result.output_for_node(BACKUP_STEP)}")
+    if with_vault:
+        click.echo(f"the vault is in the backup, encrypted; {KEY_NOTE}")
+
+
+@main.command()
+@click.argument(
+    "src", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Restore into a home that is not empty: its warehouse and config are renamed aside.",
+)
+@click.option(
+    "--empty",
+    is_flag=True,
+    help="Start over with an empty history instead (no SRC): the warehouse is renamed aside.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for a confirmation (with --empty).")
+@click.pass_context
+def restore(ctx: click.Context, src: Path | None, force: bool, empty: bool, yes: bool) -> None:
+    """Rebuild the home from the backup SRC: raw history, config (and vault), then the marts.
+
+    The home must be empty (a new FINBOT_HOME) unless --force. The backup is checked
+    whole first (manifest, checksums, row counts): a damaged or incomplete one is refused,
+    naming the file. The marts are then rebuilt and published by the finbot_transform
+    job, so they equal the original's. `finbot restore --empty` starts over on purpose
+    with an empty history (the only way to: a lost warehouse otherwise stops every run).
+    """
+    import dagster as dg
+
+    from finbot_pipelines.definitions import build_definitions
+    from finbot_pipelines.defs.automation.jobs import TRANSFORM_JOB
+    from finbot_pipelines.defs.automation.runs import run_job
+    from finbot_pipelines.warehouse.backup import KEY_NOTE, BackupError, restore_raw, start_over
+
+    paths = _paths(ctx)
+    if empty:
+        if src is not None:
+            _fail("give either SRC or --empty, not both")
+        if not yes and not click.confirm(
+            f"start {paths.home} over with an empty history? (the warehouse is kept aside)",
+            default=False,
+        ):
+            _fail("nothing was changed", 1)
+        for line in start_over(paths):
+            click.echo(line)
+        return
+    if src is None:
+        _fail("give the backup directory to restore, e.g. finbot restore ~/finbot/backups/...")
+    try:
+        restored = restore_raw(paths, src, force=force)
+    except BackupError as exc:
+        _fail(str(exc))
+    extent = restored.manifest.extent
+    click.echo(f"restored {extent.describe()} and the config from {restored.manifest.path}")
+    for p in restored.set_aside:
+        click.echo(f"  kept the previous {p.name.split('.before-restore')[0]} as {p}")
+    if restored.vault_restored:
+        click.echo(f"restored the encrypted vault; {KEY_NOTE}")
+    try:
+        load_config(paths.config)
+    except ConfigError as exc:
+        _fail(f"the restored config is not valid here: {exc}")
+    click.echo("rebuilding and publishing the marts from the restored history", err=True)
+    ensure_dagster_home(paths)
+    defs = build_definitions(str(paths.home))
+    with dg.DagsterInstance.get() as instance:
+        result = run_job(defs, TRANSFORM_JOB, None, None, instance=instance)
+    if not result.success:
+        _fail("the history is restored but the rebuild failed: run `finbot rebuild`", 1)
+    print_net_worth(paths)
+
+
 main.add_command(accounts)
 main.add_command(bench)
 

@@ -17,6 +17,7 @@ from finbot_pipelines.config.home import open_home, private_dbt_target, private_
 from finbot_pipelines.config.loading import load_config
 from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.config.schema import FinbotConfig
+from finbot_pipelines.defs.automation.backups import backup_job, backup_schedule
 from finbot_pipelines.defs.automation.jobs import HOURLY_JOB, TRANSFORM_JOB, build_jobs
 from finbot_pipelines.defs.automation.notifications import build_notification_sensor
 from finbot_pipelines.defs.automation.runs import PROGRESS_LOGGER, finbot_progress
@@ -69,8 +70,8 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
         assets.insert(0, ingest)
     return dg.Definitions(
         assets=assets,
-        jobs=jobs,
-        schedules=schedules,
+        jobs=[*jobs, backup_job],
+        schedules=[*schedules, backup_schedule],
         sensors=[
             build_fx_rebuild_sensor(start, cfg.fx_source if cfg else "ecb"),
             build_notification_sensor(str(paths.home), [HOURLY_JOB, TRANSFORM_JOB]),

@@ -16,6 +16,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import ensure_dbt_manifest
 
 
@@ -26,7 +27,7 @@ class HourRun:
     success: bool
 
     def published(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-        with duckdb.connect(str(self.home / "finbot.duckdb"), read_only=True) as con:
+        with connect_published(self.home / "finbot.duckdb") as con:
             return con.execute(sql, params or []).df()
 
     def raw(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:

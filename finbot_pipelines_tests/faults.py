@@ -35,6 +35,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import ensure_dbt_manifest
 from finbot_pipelines_tests.e2e import history_start_for_tests, last_complete_hour
 
@@ -164,7 +165,7 @@ class FaultRun:
 
     def published(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """A query on the published database (``marts.*``), as readers see it."""
-        with duckdb.connect(str(self.home / "finbot.duckdb"), read_only=True) as con:
+        with connect_published(self.home / "finbot.duckdb") as con:
             return con.execute(sql, list(params)).df()
 
     def raw(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:

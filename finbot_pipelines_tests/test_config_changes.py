@@ -22,6 +22,7 @@ import yaml
 from finbot_pipelines.config.home import ensure_dagster_home
 from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.providers.dummy.provider import dummy_snapshot
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import ensure_dbt_manifest
 
 FIRST = datetime(2026, 1, 5, 0)
@@ -100,11 +101,11 @@ class Home:
         return result.success, logs
 
     def published(self, sql: str) -> pd.DataFrame:
-        with duckdb.connect(str(self.paths.published), read_only=True) as con:
+        with connect_published(self.paths.published) as con:
             return con.execute(sql).df()
 
     def exact(self, sql: str) -> list[tuple]:
-        with duckdb.connect(str(self.paths.published), read_only=True) as con:
+        with connect_published(self.paths.published) as con:
             return con.execute(sql).fetchall()
 
 

@@ -15,6 +15,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import E2E_CONFIG, ensure_dbt_manifest
 
 FIRST = "2026-01-05 00:00"
@@ -72,7 +73,7 @@ def new_home(tmp_path: Path, name: str) -> Path:
 
 
 def marts(home: Path) -> dict[str, pd.DataFrame]:
-    with duckdb.connect(str(home / "finbot.duckdb"), read_only=True) as con:
+    with connect_published(home / "finbot.duckdb") as con:
         return {m: con.execute(f"select * from marts.{m} order by all").df() for m in MARTS}
 
 

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from finbot_pipelines.cli import main
 from finbot_pipelines.providers.dummy.provider import dummy_snapshot
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import SHARED_DATA, ensure_dbt_manifest
 
 
@@ -68,7 +69,7 @@ def expected_net_worth(at: datetime, eur_to: dict[str, Decimal]) -> Decimal:
 
 
 def published_net_worth(home: Path) -> tuple[datetime, Decimal, int]:
-    with duckdb.connect(str(home / "finbot.duckdb"), read_only=True) as con:
+    with connect_published(home / "finbot.duckdb") as con:
         row = con.execute(
             "select valuation_hour, net_worth, unvalued_items from fct_profile_valuation_hourly "
             "order by valuation_hour desc limit 1"
@@ -87,8 +88,14 @@ def test_first_run_with_static_rates_and_after_losing_the_warehouse(home: Path) 
     assert unvalued == 0
     assert abs(net_worth - expected_net_worth(hour, rates)) < Decimal("1e-6")
     assert "Missing FX rates" not in res.output
-    # the warehouse is lost: the next run lands the rates again and publishes
+    # the warehouse is lost: the next run stops (raw history cannot be fetched again) ...
     (home / "warehouse.duckdb").unlink()
+    res = invoke(home, "run", "--hours", "1")
+    assert res.exit_code != 0 and "finbot restore" in res.output, res.output
+    assert not (home / "warehouse.duckdb").exists()
+    # ... until the user starts over on purpose: then the run lands the rates again
+    res = invoke(home, "restore", "--empty", "--yes")
+    assert res.exit_code == 0, res.output
     res = invoke(home, "run", "--hours", "1")
     assert res.exit_code == 0, res.output
     hour, net_worth, unvalued = published_net_worth(home)

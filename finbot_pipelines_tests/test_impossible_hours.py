@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -18,6 +17,7 @@ from finbot_pipelines.cli import main
 from finbot_pipelines.config.home import ensure_dagster_home
 from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.defs.window import impossible_hours
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import ensure_dbt_manifest
 
 START = datetime(2026, 1, 5, 0)
@@ -134,7 +134,7 @@ def test_forget_removes_hours_and_rebuilds_the_later_ones(home: Path) -> None:
     paths = HomePaths(home)
 
     def hours_in(sql: str, db: Path) -> list[int]:
-        with duckdb.connect(str(db), read_only=True) as con:
+        with connect_published(db) as con:
             return [
                 int((r[0] - START).total_seconds() // 3600) for r in con.execute(sql).fetchall()
             ]
@@ -169,7 +169,7 @@ def test_forget_removes_hours_and_rebuilds_the_later_ones(home: Path) -> None:
     assert hours_in(marts, paths.warehouse) == [0, 1, 4, 5]
     # the later hours were rebuilt: hour 4's 1h change no longer refers to the forgotten
     # hour 3 but to the latest hour before it (hour 1, within the reference gap)
-    with duckdb.connect(str(paths.published), read_only=True) as con:
+    with connect_published(paths.published) as con:
         row = con.execute(
             "select reference_hour, change_abs from marts.fct_valuation_changes "
             "where level = 'profile' and change_window = '1h' and valuation_hour = ?",

@@ -25,6 +25,7 @@ from finbot_pipelines.defs.automation.notifications import (
     health_transitions,
     send,
 )
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import E2E_CONFIG, BuiltHome
 
 TOKEN = "tok-CANARY-5e3f9a"
@@ -64,7 +65,7 @@ def receiver() -> Iterator[Receiver]:
 def test_digest_matches_the_marts(built_home: BuiltHome) -> None:
     published = HomePaths(built_home.home).published
     msg = digest_message(published, "static")
-    with duckdb.connect(str(published), read_only=True) as con:
+    with connect_published(published) as con:
         latest = con.execute(
             "select profile_id, valuation_ccy, net_worth from marts.fct_profile_valuation_hourly "
             "where valuation_hour = ?",
@@ -115,6 +116,8 @@ def _home_with_notifications(built_home: BuiltHome, tmp_path: Path, port: int) -
     home = tmp_path / "home"
     home.mkdir()
     shutil.copyfile(HomePaths(built_home.home).published, home / "finbot.duckdb")
+    # the catalog names its files relative to its home: the copy gets them too
+    shutil.copytree(HomePaths(built_home.home).home / "published", home / "published")
     url = f"json://127.0.0.1:{port}/hook/{{secret:hook-token}}"
     (home / "finbot.yaml").write_text(
         E2E_CONFIG + f"notifications:\n  urls: ['{url}']\n  failure_threshold_hours: 6\n"

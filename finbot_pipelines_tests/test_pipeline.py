@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from finbot_pipelines.cli import main
 from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.providers.dummy.provider import dummy_snapshot
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import E2E_CONFIG, BuiltHome
 
 RAW_TABLES = ("fetches", "sub_accounts", "items", "linked_account_hours")
@@ -55,7 +56,7 @@ def expected_profile_valuations(first: datetime, hours: int) -> pd.DataFrame:
 
 
 def published(home: BuiltHome, sql: str) -> pd.DataFrame:
-    with duckdb.connect(str(HomePaths(home.home).published), read_only=True) as con:
+    with connect_published(HomePaths(home.home).published) as con:
         return con.execute(sql).df()
 
 
@@ -174,7 +175,7 @@ def test_finbot_sql_prints_every_amount_exactly(built_home: BuiltHome, fmt: str)
         "from marts.fct_item_valuation_hourly where units is not null "
         "order by valuation_hour, linked_account_id, sub_account_id, item_name limit 40"
     )
-    with duckdb.connect(str(HomePaths(built_home.home).published), read_only=True) as con:
+    with connect_published(HomePaths(built_home.home).published) as con:
         expected = con.execute(query).fetchall()
     res = CliRunner().invoke(main, ["--home", str(built_home.home), "sql", query, "--format", fmt])
     assert res.exit_code == 0, res.output

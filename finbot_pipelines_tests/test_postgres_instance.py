@@ -14,10 +14,10 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import psycopg2
 import pytest
 
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import E2E_CONFIG, REPO, ensure_dbt_manifest
 from finbot_pipelines_tests.pg import PgInfo, postgres_server
 
@@ -128,7 +128,7 @@ def test_hourly_run_on_postgres_instance_storage(
     # ... and nothing of the instance landed in SQLite, in DAGSTER_HOME or FINBOT_HOME.
     assert not [p for p in tmp_path.rglob("*") if p.suffix in {".db", ".sqlite"}]
     # The pipeline itself ran: the hour is published for readers.
-    with duckdb.connect(str(paths.published), read_only=True) as con:
+    with connect_published(paths.published) as con:
         hours = con.execute(
             "select count(distinct profile_id) from marts.fct_profile_valuation_hourly"
             " where valuation_hour = ?",

@@ -2,7 +2,8 @@
 
 No Dagster, no dbt: each test builds a small warehouse with DuckDB, shaped like the real
 marts (period tables with a `valuation_hour`, small tables without), publishes it and
-reads `finbot.duckdb` the way readers do (`duckdb.connect(path, read_only=True)`).
+reads `finbot.duckdb` the way readers do (`queries.connect_published`: read-only, relative
+paths resolved against the home).
 Expected content is the warehouse itself, read independently of the published files.
 """
 
@@ -26,6 +27,7 @@ import pytest
 
 from finbot_pipelines.warehouse import publish
 from finbot_pipelines.warehouse.publish import GRACE, period_of, publish_marts
+from finbot_pipelines.warehouse.queries import connect_published
 
 ITEMS = (  # (profile, linked account, sub-account, item, item type)
     ("alice", "a-bank", "current", "cash", "asset"),
@@ -174,7 +176,7 @@ def hour_range(first: datetime, last: datetime) -> list[datetime]:
 
 def tables_of(db: Path) -> dict[str, pd.DataFrame]:
     """Every table or view of schema marts, ordered by all columns, with its DuckDB types."""
-    with duckdb.connect(str(db), read_only=True) as con:
+    with connect_published(db) as con:
         names = [
             r[0]
             for r in con.execute(
@@ -204,11 +206,11 @@ def assert_published_equals_warehouse(home: Path) -> None:
 def current_files(home: Path) -> dict[str, dict[str, str]]:
     """table -> {'<kind> <start>': path} of the files the catalog's views read."""
     out: dict[str, dict[str, str]] = {}
-    with duckdb.connect(str(home / "finbot.duckdb"), read_only=True) as con:
+    with connect_published(home / "finbot.duckdb") as con:
         for table, kind, start, path in con.execute(
             "select table_name, kind, period_start, path from publish_meta.files"
         ).fetchall():
-            out.setdefault(table, {})[f"{kind} {start}"] = path
+            out.setdefault(table, {})[f"{kind} {start}"] = str(home / path)  # relative to home
     return out
 
 
@@ -221,21 +223,26 @@ def files_on_disk(home: Path) -> set[str]:
 
 
 def referenced(home: Path) -> set[str]:
-    with duckdb.connect(str(home / "finbot.duckdb"), read_only=True) as con:
+    with connect_published(home / "finbot.duckdb") as con:
         rows = con.execute(
             "select path from publish_meta.files union all select path from publish_meta.retired"
         ).fetchall()
-    return {r[0] for r in rows}
+    return {str(home / r[0]) for r in rows}  # the catalog names files relative to the home
 
 
 def view_paths(catalog: Path) -> set[str]:
     """The files named in the views' SQL of `catalog` (what a reader actually opens)."""
-    with duckdb.connect(str(catalog), read_only=True) as con:
+    with connect_published(catalog) as con:
         sqls = [
             r[0]
             for r in con.execute("select sql from duckdb_views() where not internal").fetchall()
         ]
-    return {part for sql in sqls for part in sql.split("'") if part.endswith(".parquet")}
+    return {
+        str(catalog.parent / part)  # relative to the home
+        for sql in sqls
+        for part in sql.split("'")
+        if part.endswith(".parquet")
+    }
 
 
 @pytest.fixture
@@ -302,7 +309,7 @@ def test_full_then_windowed_publishes_equal_the_warehouse(home: Path) -> None:
         }
     assert result.tables == counts
     # period tables are views over Parquet files, small tables are tables
-    with duckdb.connect(str(home / "finbot.duckdb"), read_only=True) as con:
+    with connect_published(home / "finbot.duckdb") as con:
         kinds = dict(
             con.execute(
                 "select table_name, table_type from information_schema.tables "
@@ -336,13 +343,13 @@ def test_full_then_windowed_publishes_equal_the_warehouse(home: Path) -> None:
         ("alice", datetime(2026, 3, 1)),
         ("bruno", datetime(2026, 3, 1)),
     ]
-    with duckdb.connect(str(home / "finbot.duckdb"), read_only=True) as con:
+    with connect_published(home / "finbot.duckdb") as con:
         assert publish_info(con) == (result.published_at, "static")
 
 
 def test_types_survive_including_decimal_and_hugeint(home: Path) -> None:
     publish_full(home)
-    with duckdb.connect(str(home / "finbot.duckdb"), read_only=True) as con:
+    with connect_published(home / "finbot.duckdb") as con:
         types = {
             r[0]: r[1] for r in con.execute("describe marts.fct_item_valuation_hourly").fetchall()
         }
@@ -500,10 +507,12 @@ def test_a_moved_home_republishes_with_its_own_paths(home: Path, tmp_path: Path)
     publish_full(home)
     moved = tmp_path / "moved"
     shutil.copytree(home, moved)
-    assert all(p.startswith(str(home)) for p in view_paths(moved / "finbot.duckdb"))
+    # the views name their files relative to the home: the copy reads its own at once
+    assert all(p.startswith(str(moved / "published")) for p in view_paths(moved / "finbot.duckdb"))
+    assert_published_equals_warehouse(moved)
     add_hours(moved / "warehouse.duckdb", [datetime(2026, 2, 10)])
     result = publish_window(moved, datetime(2026, 2, 10))
-    assert result.full
+    assert not result.full  # its files are its own: kept, only the new day written
     paths = view_paths(moved / "finbot.duckdb")
     assert paths and all(p.startswith(str(moved / "published")) for p in paths)
     assert_published_equals_warehouse(moved)
@@ -574,7 +583,7 @@ def test_unreferenced_files_are_deleted_after_the_grace_period_only(
     monkeypatch.setattr(publish, "_utcnow", lambda: clock[0])
     publish_full(home)
     # a reader that opened this catalog (a copy of it reads the same files)
-    reader = tmp_path / "reader.duckdb"
+    reader = home / "reader.duckdb"  # in the home: the views name files relative to it
     shutil.copy(home / "finbot.duckdb", reader)
     expected = tables_of(reader)["fct_valuation_changes"]
 
@@ -598,7 +607,7 @@ def test_unreferenced_files_are_deleted_after_the_grace_period_only(
     assert not any(Path(p).exists() for p in replaced)
     assert files_on_disk(home) <= referenced(home)
     assert_published_equals_warehouse(home)
-    with duckdb.connect(str(reader), read_only=True) as con, pytest.raises(duckdb.IOException):
+    with connect_published(reader) as con, pytest.raises(duckdb.IOException):
         con.execute("select count(*) from marts.fct_valuation_changes").fetchall()
 
 
@@ -786,6 +795,7 @@ def test_readers_across_24_publishes(home: Path, tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            cwd=home,  # a plain DuckDB client in the home: the views' relative paths resolve
         )
         for mode in ("hold", "reconnect")
     }

@@ -29,6 +29,7 @@ from finbot_pipelines.defs.reports.html import (
     write_reports,
 )
 from finbot_pipelines.providers.browser import LAUNCH_ARGS, chromium_executable
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import BuiltHome
 
 ARTIFACTS_ENV = "FINBOT_TEST_ARTIFACTS"
@@ -47,7 +48,7 @@ RANGE_LABELS = ["1W", "1M", "6M", "1Y", "2Y", "All"]
 
 
 def marts_row(db: Path, sql: str, params: list[Any] | None = None) -> dict[str, Any]:
-    con = duckdb.connect(str(db), read_only=True)
+    con = connect_published(db)
     try:
         cur = con.execute(sql, params or [])
         cols = [d[0] for d in cur.description or []]
@@ -199,6 +200,7 @@ def test_report_asset_materialises(built_home: BuiltHome, tmp_path: Path) -> Non
     paths = HomePaths(tmp_path / "home")
     paths.home.mkdir()
     shutil.copy2(src.published, paths.published)
+    shutil.copytree(src.home / "published", paths.home / "published")  # files relative to home
     shutil.copy2(src.config, paths.config)
     asset = build_report_asset()
     assert asset.key == REPORT_KEY
@@ -421,11 +423,14 @@ def doctored_home(built_home: BuiltHome, tmp_path: Path) -> HomePaths:
     paths = HomePaths(tmp_path / "home")
     paths.home.mkdir()
     shutil.copy2(src.published, paths.published)
+    # the catalog names its files relative to its home: the copy gets them too
+    shutil.copytree(src.home / "published", paths.home / "published")
     cfg = src.config.read_text().replace("name: Alice,", "name: 'Alice <b>&amp; co</b>',")
     assert cfg != src.config.read_text()
     paths.config.write_text(cfg)
     last = built_home.last
     con = duckdb.connect(str(paths.published))
+    con.execute("set file_search_path = ?", [str(paths.home)])  # the views' relative paths
     try:
         # the hourly marts are views over read-only Parquet files: make this copy's own
         for mart in ("fct_linked_account_valuation_hourly", "fct_valuation_changes"):

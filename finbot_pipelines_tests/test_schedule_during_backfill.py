@@ -22,6 +22,7 @@ import duckdb
 import pytest
 import yaml
 
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import E2E_CONFIG, ensure_dbt_manifest
 
 BACKFILL_FIRST = datetime(2026, 1, 5, 0)
@@ -183,7 +184,7 @@ def test_no_partition_lost_or_doubled(concurrent_runs: dict[str, object]) -> Non
         ).fetchone()
     # one landed fetch per (hour, account): retries of a flaky account are not rows
     assert per_hour == (hours * len(accounts), hours * len(accounts))
-    with duckdb.connect(str(home / "finbot.duckdb"), read_only=True) as con:
+    with connect_published(home / "finbot.duckdb") as con:
         rows = con.execute(
             "select profile_id, count(*), count(distinct valuation_hour), min(valuation_hour), "
             "max(valuation_hour) from marts.fct_profile_valuation_hourly group by 1 order by 1"

@@ -40,6 +40,7 @@ from finbot_pipelines.providers.contract import (
     SubAccount,
     TransientError,
 )
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import ensure_dbt_manifest
 
 CANARIES = {
@@ -108,7 +109,7 @@ fetch: {timeout_s: 20, max_attempts: 2, backoff_s: 0}
 
 def _strings_in_tables(db: Path) -> list[str]:
     out: list[str] = []
-    with duckdb.connect(str(db), read_only=True) as con:
+    with connect_published(db) as con:
         cols = con.execute(
             "select schema_name, table_name, column_name from duckdb_columns() "
             "where data_type = 'VARCHAR' and not internal"

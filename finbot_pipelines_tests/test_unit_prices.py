@@ -26,6 +26,7 @@ from finbot_pipelines.providers.contract import (
     TransientError,
 )
 from finbot_pipelines.providers.dummy.provider import dummy_snapshot
+from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.e2e import HourRun, history_start_for_tests, run_live_hour
 from finbot_pipelines_tests.fakes.coingecko_server import (
     EXAMPLE_BTC_USD,
@@ -226,9 +227,8 @@ def items_at(run: HourRun) -> dict[str, dict[str, object]]:
 
 def decimal_of(run: HourRun, sql: str) -> Decimal:
     """One DECIMAL cell, read exactly (not through pandas' floats)."""
-    import duckdb
 
-    with duckdb.connect(str(run.home / "finbot.duckdb"), read_only=True) as con:
+    with connect_published(run.home / "finbot.duckdb") as con:
         row = con.execute(sql, [run.hour]).fetchone()
     assert row is not None
     value = row[0]

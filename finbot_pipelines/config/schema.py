@@ -281,6 +281,13 @@ class FinbotConfig(BaseModel):
     notifications: NotificationSettings = Field(
         default_factory=NotificationSettings, description="notification settings"
     )
+    backups_kept: int = Field(
+        default=7,
+        ge=1,
+        le=1000,
+        description="how many backups `finbot backup` and the daily schedule keep in "
+        "$FINBOT_HOME/backups/ (the oldest beyond that are deleted), a whole number 1-1000",
+    )
     profiles: list[Profile] = Field(
         min_length=1, description="a list of at least one profile (id, name, valuation_ccy)"
     )

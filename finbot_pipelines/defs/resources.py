@@ -12,6 +12,7 @@ from finbot_pipelines.config.loading import load_config
 from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.config.schema import FinbotConfig
 from finbot_pipelines.config.vault import Vault
+from finbot_pipelines.warehouse.backup import WarehouseLost, check_warehouse
 from finbot_pipelines.warehouse.raw import ensure_raw_schema
 
 #: Every writer of the warehouse file takes a slot of this pool (limit 1 in dagster.yaml).
@@ -35,10 +36,23 @@ class FinbotHome(dg.ConfigurableResource):
 
     @contextmanager
     def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The pipeline's read-write connection; only runs holding the pool slot call this."""
-        self.paths.home.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.paths.warehouse))
+        """The pipeline's read-write connection; only runs holding the pool slot call this.
+
+        A warehouse that is missing, replaced or shorter than what was published (see
+        `warehouse.identity`) fails the step before anything is written, pointing to
+        `finbot restore`, instead of being silently recreated empty."""
+        paths = self.paths
         try:
+            check_warehouse(paths)
+        except WarehouseLost as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        paths.home.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(paths.warehouse))
+        try:
+            try:
+                check_warehouse(paths, con)
+            except WarehouseLost as exc:
+                raise dg.Failure(description=str(exc), allow_retries=False) from None
             ensure_raw_schema(con)
             yield con
         finally:

@@ -17,17 +17,26 @@ publish; the big hourly marts live beside it in immutable Parquet files:
   closes; a month, once, when it closes. Days-only (the simplest layout) means up to 31
   more files per table, and every query pays for each file it opens (1.5-2.5x slower
   holdings_tree near a month's end). In the catalog each period table is a VIEW over
-  exactly its current files (absolute paths), cast back to the warehouse's column types
-  where Parquet would change one (HUGEINT).
+  exactly its current files, cast back to the warehouse's column types where Parquet would
+  change one (HUGEINT). The views name their files relative to the home
+  (`read_parquet(['published/<table>/...'])`), so a copied, moved or restored home reads
+  its own files. DuckDB resolves such a path against `file_search_path` when set, else the
+  process's working directory: every finbot reader opens the catalog through
+  `queries.open_published`, which sets `file_search_path` to the home; any other client
+  does the same (or `cd $FINBOT_HOME`). DuckDB offers no way for a view to name a file
+  relative to the database file itself (a table function's arguments must be constants:
+  `duckdb_databases()` cannot be used in them).
 - The other marts (health, periods, ...) and `publish_info` are small tables copied whole.
 - A publish given `window` (the hours the build just rebuilt) rewrites only the periods
   those hours fall in, plus the periods a new latest day closes (a closed week's day files
   are compacted into a week file, a closed month's into a month file: once each). Every
   rewritten period gets a new file name; a file is never modified after it is written.
 - Bookkeeping lives in the catalog itself (schema `publish_meta`: the files with their row
-  counts and sizes, the files no longer referenced and since when, the columns), so it is
-  replaced atomically with the views. A missing or foreign catalog (another layout, the
-  home moved), a missing or resized file, a changed column set, or no window: full publish.
+  counts and sizes, the files no longer referenced and since when, the columns, and the
+  extent of the warehouse the marts came from: `identity` and the loss check), so it is
+  replaced atomically with the views. Paths in it are relative to the home, too. A
+  missing or foreign catalog (another layout), a missing or resized file, a changed column
+  set, or no window: full publish.
 - A file no longer referenced is deleted `GRACE` (24 h) after it stopped being referenced,
   so a reader that opened an older catalog keeps reading it. Files that no catalog ever
   referenced (a publish killed before its rename) are deleted by the next publish.
@@ -56,11 +65,16 @@ from pathlib import Path
 
 import duckdb
 
+from finbot_pipelines.warehouse.identity import read_extent, write_mirror
+
 PUBLISHED_SCHEMA = "marts"
 META_SCHEMA = "publish_meta"
 PERIOD_COLUMN = "valuation_hour"
 #: Bump when the layout of the files or of `publish_meta` changes: the next publish is full.
-LAYOUT_VERSION = 1
+#: 2: paths relative to the home, and the warehouse mirror.
+LAYOUT_VERSION = 2
+#: `publish_meta.state.root` of a catalog whose paths are relative to its home.
+RELATIVE_ROOT = "published"
 #: How long a file stays on disk after the last catalog referencing it was replaced.
 GRACE = timedelta(hours=24)
 MEMORY_LIMIT = "1GB"
@@ -84,7 +98,12 @@ def _utcnow() -> datetime:
 
 def files_root(published: Path) -> Path:
     """The directory of the period files of the catalog `published`."""
-    return published.parent.resolve() / "published"
+    return published.parent.resolve() / RELATIVE_ROOT
+
+
+def relative(path: Path, root: Path) -> str:
+    """How the catalog names a file of `root` (the home's published/): from the home."""
+    return path.relative_to(root.parent).as_posix()
 
 
 @dataclass(frozen=True, order=True)
@@ -216,6 +235,8 @@ def _publish(
     try:
         con.execute(f"set memory_limit = {_lit(MEMORY_LIMIT)}")
         con.execute(f"set temp_directory = {_lit(root / '.tmp')}")
+        # the views name their files relative to the home: resolved against it
+        con.execute(f"set file_search_path = {_lit(root.parent)}")
         con.execute(f"attach {_lit(warehouse)} as wh (read_only)")
         marts = _warehouse_marts(con)
         period_tables = {n: c for n, c in marts.items() if any(x == PERIOD_COLUMN for x, _ in c)}
@@ -231,12 +252,13 @@ def _publish(
         retired, doomed = _collect_garbage(prev, root, current, now)
         counts = _write_catalog(
             con,
+            root,
             tmp,
             marts,
             current,
             retired,
             publish_info=(now, fx_source, publish_id),
-            state=(str(root), publish_id, now, latest_hour),
+            state=(RELATIVE_ROOT, publish_id, now, latest_hour),
         )
     except BaseException:
         con.close()
@@ -288,17 +310,18 @@ def _read_state(published: Path, root: Path) -> _State | None:
         row = con.execute(
             f"select layout, root, latest_hour from prev.{META_SCHEMA}.state"
         ).fetchone()
-        if row is None or row[0] != LAYOUT_VERSION or Path(row[1]) != root:
+        if row is None or row[0] != LAYOUT_VERSION or row[1] != RELATIVE_ROOT:
             return None
+        home = root.parent
         files = [
-            PeriodFile(t, Period(s, e, k), Path(p), int(n), int(b))
+            PeriodFile(t, Period(s, e, k), home / p, int(n), int(b))
             for t, k, s, e, p, n, b in con.execute(
                 "select table_name, kind, period_start, period_end, path, row_count, byte_size "
                 f"from prev.{META_SCHEMA}.files order by table_name, period_start"
             ).fetchall()
         ]
         retired = {
-            Path(p): at
+            home / p: at
             for p, at in con.execute(
                 f"select path, retired_at from prev.{META_SCHEMA}.retired"
             ).fetchall()
@@ -572,6 +595,7 @@ def _fsync(path: Path) -> None:
 
 def _write_catalog(
     con: duckdb.DuckDBPyConnection,
+    root: Path,
     tmp: Path,
     marts: dict[str, Columns],
     current: Sequence[PeriodFile],
@@ -600,7 +624,7 @@ def _write_catalog(
         elif not files:
             con.execute(f"create table {target} as select * from {source} limit 0")
         else:
-            con.execute(f"create view {target} as {_view_sql(con, columns, files)}")
+            con.execute(f"create view {target} as {_view_sql(con, root, columns, files)}")
     con.execute(
         f"create table cat.{PUBLISHED_SCHEMA}.publish_info as "
         "select ?::timestamp as published_at, ?::varchar as fx_source, ?::varchar as publish_id",
@@ -632,13 +656,25 @@ def _write_catalog(
             con,
             f"{meta}.files",
             [
-                [f.table, f.period.kind, f.period.start, f.period.end, str(f.path), f.rows, f.size]
+                [
+                    f.table,
+                    f.period.kind,
+                    f.period.start,
+                    f.period.end,
+                    relative(f.path, root),
+                    f.rows,
+                    f.size,
+                ]
                 for f in current
             ],
         )
     con.execute(f"create table {meta}.retired (path varchar, retired_at timestamp)")
     if retired:
-        _insert(con, f"{meta}.retired", [[str(p), at] for p, at in sorted(retired.items())])
+        _insert(
+            con,
+            f"{meta}.retired",
+            [[relative(p, root), at] for p, at in sorted(retired.items())],
+        )
     con.execute(
         f"create table {meta}.columns (table_name varchar, column_index integer, "
         "column_name varchar, data_type varchar)"
@@ -648,6 +684,8 @@ def _write_catalog(
     ]
     if column_rows:
         _insert(con, f"{meta}.columns", column_rows)
+    # the extent of the warehouse these marts come from: the loss check compares with it
+    write_mirror(con, "cat", read_extent(con, "wh"))
     con.execute("checkpoint cat")
     con.execute("detach cat")
     return counts
@@ -659,9 +697,12 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Sequence[
     con.execute(f"insert into {table} values {values}", [v for r in rows for v in r])
 
 
-def _view_sql(con: duckdb.DuckDBPyConnection, columns: Columns, files: Sequence[PeriodFile]) -> str:
-    """select over the files, each column with the warehouse's name and type."""
-    paths = ", ".join(_lit(f.path) for f in files)
+def _view_sql(
+    con: duckdb.DuckDBPyConnection, root: Path, columns: Columns, files: Sequence[PeriodFile]
+) -> str:
+    """select over the files (named relative to the home), each column with the
+    warehouse's name and type."""
+    paths = ", ".join(_lit(relative(f.path, root)) for f in files)
     source = f"read_parquet([{paths}], hive_partitioning = false, union_by_name = false)"
     parquet_types = {
         r[0]: r[1]

@@ -11,6 +11,23 @@ from typing import Any
 import duckdb
 
 
+def connect_published(path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the published catalog whose views find their files.
+
+    The views name their Parquet files relative to the home (`published/...`): DuckDB
+    resolves such paths against `file_search_path`, else the working directory, so it is
+    set to the catalog's directory (the home), whatever the caller's working directory.
+    """
+    home = path.resolve().parent
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con.execute("set file_search_path = ?", [str(home)])
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 @contextmanager
 def open_published(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the published database read-only; it is never the warehouse."""
@@ -18,7 +35,7 @@ def open_published(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         raise FileNotFoundError(
             f"{path} does not exist yet: run `./finbotctl demo` or let a run publish the marts"
         )
-    con = duckdb.connect(str(path), read_only=True)
+    con = connect_published(path)
     try:
         yield con
     finally:

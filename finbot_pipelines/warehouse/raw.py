@@ -20,6 +20,8 @@ from decimal import Decimal
 import duckdb
 import pandas as pd
 
+from finbot_pipelines.warehouse.identity import ensure_identity, record_forgotten
+
 RAW_DDL = """
 create schema if not exists raw;
 
@@ -143,6 +145,7 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             )
     if not nullable.get(("items", "value"), True):  # NOT NULL before unpriced items existed
         con.execute("alter table raw.items alter column value drop not null")
+    ensure_identity(con)  # the warehouse's random id, created with it
 
 
 @dataclass(frozen=True)
@@ -376,6 +379,11 @@ def forget_hours(con: duckdb.DuckDBPyConnection, first: datetime, last: datetime
     from them (the marts are then rebuilt from what stays), in one transaction. Returns
     the raw rows deleted per table."""
     counts = hour_counts(con, first, last)
+    distinct = con.execute(
+        "select count(distinct fetch_hour) from raw.linked_account_hours "
+        "where fetch_hour between ? and ?",
+        [first, last],
+    ).fetchone()
     models = con.execute(
         "select table_schema, table_name, column_name from information_schema.columns "
         "where table_schema in ('intermediate', 'marts') "
@@ -387,6 +395,10 @@ def forget_hours(con: duckdb.DuckDBPyConnection, first: datetime, last: datetime
     try:
         for table, column in _HOURLY_RAW:
             con.execute(f"delete from raw.{table} where {column} between ? and ?", [first, last])
+        # tallied, so that the loss check tells these hours from hours lost
+        record_forgotten(
+            con, first, last, int(distinct[0]) if distinct else 0, counts["linked_account_hours"]
+        )
         for schema, table, column in models:
             if column == "valuation_hour":
                 con.execute(

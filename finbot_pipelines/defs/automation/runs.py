@@ -54,6 +54,9 @@ class _ProgressHandler(logging.Handler):
             self.models += 1
             key = event.asset_key.to_user_string() if event.asset_key else "?"
             self._print(f"{step}: built {key} ({self.models})")
+        elif kind == "ENGINE_EVENT" and (event.message or "").startswith("Step blocked by limit"):
+            pool = (event.message or "").rsplit(" ", 1)[-1]
+            self._print(f"{step}: waiting for its turn (pool {pool}): another run is using it")
         elif kind == "STEP_FAILURE":
             err = event.step_failure_data.error if event.step_failure_data else None
             self._print(f"{step}: FAILED {err.message.strip() if err else ''}")
