@@ -329,6 +329,9 @@ def test_one_notification_from_the_cli_run_and_none_from_the_sensor(home: Home) 
     assert "`finbot secrets set locked-creds`" in body
     blob = json.dumps(home.posts_after_run) + home.run_output
     assert TOKEN not in blob and HOOK_TOKEN not in blob
+    # the command says so too (the run itself succeeds)
+    assert "notified: finbot: me/locked is failing" in home.run_output
+    assert "the latest fetch of these linked accounts failed: locked" in home.run_output
     assert home.receiver.paths == [f"/hook/{HOOK_TOKEN}"]  # the vault's token reached the URL
     # the daemon's sensor (or a second call) sees the run tagged as notified: nothing more
     with dg.DagsterInstance.from_config(str(home.instance_dir)) as instance:
@@ -357,3 +360,51 @@ def test_the_digest_names_the_account_and_its_fix(home: Home) -> None:
     assert "Every linked account is up to date." not in msg.body
     assert "me/locked: never fetched successfully" in msg.body
     assert MASKED_MESSAGE in msg.body and "`finbot secrets set locked-creds`" in msg.body
+
+
+def test_a_failed_run_is_notified_once_per_streak(home: Home) -> None:
+    """Failed and successful runs of tiny jobs in an ephemeral instance: the first failure
+    of a streak is notified (job, run, failed step), the next ones are not, a successful
+    run ends the streak."""
+
+    @dg.op
+    def boom() -> None:
+        raise RuntimeError(f"the library quoted {TOKEN}")
+
+    @dg.op
+    def fine() -> None:
+        return None
+
+    failing = dg.GraphDefinition(name="tiny_failing", node_defs=[boom]).to_job()
+    working = dg.GraphDefinition(name="tiny_working", node_defs=[fine]).to_job()
+    sent: list[Any] = []
+    jobs = ["tiny_failing", "tiny_working"]
+    state = home.paths.home / "notifications.json"
+    before = json.loads(state.read_text())
+
+    def outcome(job: dg.JobDefinition, instance: dg.DagsterInstance) -> list[Any] | None:
+        run = job.execute_in_process(instance=instance, raise_on_error=False)
+        return notify_run_outcome(
+            instance,
+            run.run_id,
+            home.paths.home,
+            sender=lambda _u, m: sent.append(m),
+            job_names=jobs,
+        )
+
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            first = outcome(failing, instance)
+            assert first is not None and [m.title for m in first] == [
+                "finbot: a tiny_failing run failed"
+            ]
+            assert "failed at boom" in first[0].body and TOKEN not in first[0].body
+            assert outcome(failing, instance) == []  # same streak
+            assert outcome(working, instance) == []  # nothing due, ends the streak
+            again = outcome(failing, instance)
+            assert again is not None and len(again) == 1
+            runs = instance.get_runs()
+            assert all(NOTIFIED_TAG in r.tags for r in runs) and len(runs) == 4
+    finally:
+        state.write_text(json.dumps(before))
+    assert len(sent) == 2

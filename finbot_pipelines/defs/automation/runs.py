@@ -171,14 +171,26 @@ def notify_after_run(defs: dg.Definitions, instance: dg.DagsterInstance, run_id:
     A delivery problem is printed, never raised: the run's own outcome stands."""
     from finbot_pipelines.config.vault import VaultError
     from finbot_pipelines.defs.automation.notifications import (
+        FAILED_ACCOUNTS_TAG,
         NotificationError,
         notify_run_outcome,
     )
 
     home = getattr((defs.resources or {}).get("finbot"), "home", None)
     try:
-        notify_run_outcome(instance, run_id, home)
+        sent = notify_run_outcome(instance, run_id, home)
     except (NotificationError, VaultError) as exc:
         print(f"finbot: notification not delivered: {exc}", file=sys.stderr)
     except Exception as exc:  # never the message: it could quote a resolved URL
         print(f"finbot: notification not delivered ({type(exc).__name__})", file=sys.stderr)
+    else:
+        for message in sent or []:
+            print(f"notified: {message.title}", file=sys.stderr)
+    run = instance.get_run_by_id(run_id)
+    failed = run.tags.get(FAILED_ACCOUNTS_TAG) if run is not None else None
+    if failed:
+        print(
+            f"finbot: the latest fetch of these linked accounts failed: {failed} "
+            "(`finbot accounts list` shows each error and its fix)",
+            file=sys.stderr,
+        )
