@@ -515,7 +515,8 @@ def _account(cfg: FinbotConfig, account_id: str) -> LinkedAccount:
     default="text",
     show_default=True,
     help="json: one object {linked_account_id, provider, status, error_code, error_message, "
-    "sub_accounts: [{id, name, currency, type, items: [...]}], warnings: [{code, message}]}.",
+    "fix, attempts, sub_accounts: [{id, name, currency, type, items: [...]}], "
+    "warnings: [{code, message}]}.",
 )
 @click.pass_obj
 def accounts_test(paths: HomePaths, account_id: str, fmt: str) -> None:
