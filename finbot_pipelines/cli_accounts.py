@@ -443,7 +443,7 @@ def accounts_list(paths: HomePaths) -> None:
         elif h.get("last_attempt_hour"):
             last_ok_text = "never"
         else:
-            last_ok_text = "not fetched yet" if a.enabled and not a.frozen and health else "-"
+            last_ok_text = "never fetched" if a.enabled and not a.frozen and health else "-"
         rows.append(
             [
                 a.id,

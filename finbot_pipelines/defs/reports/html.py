@@ -399,7 +399,7 @@ def stale_note(stale: pd.DataFrame) -> str:
     if never_ok:
         parts.append(f"{never_ok} never succeeded (not in the totals)")
     if never_fetched:
-        parts.append(f"{never_fetched} not fetched yet")
+        parts.append(f"{never_fetched} never fetched")
     return "; ".join(parts)
 
 
