@@ -351,6 +351,7 @@ def test_one_notification_from_the_cli_run_and_none_from_the_sensor(home: Home) 
         )
         result = sensor(context)
     assert isinstance(result, dg.SkipReason), result
+    assert "handled already" in (result.skip_message or "")
     assert len(home.receiver.posts) == 1
 
 
