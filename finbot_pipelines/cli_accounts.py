@@ -30,6 +30,7 @@ from finbot_pipelines.providers import registry
 from finbot_pipelines.providers.base import CredentialField
 from finbot_pipelines.providers.contract import CredentialsError, ProviderError, Snapshot
 from finbot_pipelines.providers.fetching import FetchOutcome, FetchTask, RetryPolicy, run_one
+from finbot_pipelines.providers.fixes import fix_for
 from finbot_pipelines.warehouse.queries import parse_warnings
 
 
@@ -130,11 +131,14 @@ def summarise(snapshot: Snapshot) -> list[str]:
     return lines
 
 
-def _report(outcome: FetchOutcome) -> None:
+def _report(outcome: FetchOutcome, account: LinkedAccount | None = None) -> None:
+    """Print a successful test fetch; exit 1 naming the error (and, for a saved
+    ``account``, its fix) when it failed."""
     if outcome.snapshot is None:
+        fix = "" if account is None else f"\nfix: {_fix(account, outcome.error_code)}"
         _fail(
             f"the test fetch failed after {outcome.attempts} attempt(s): "
-            f"{outcome.error_code}: {outcome.error_message}",
+            f"{outcome.error_code}: {outcome.error_message}{fix}",
             1,
         )
     assert outcome.snapshot is not None
@@ -143,8 +147,17 @@ def _report(outcome: FetchOutcome) -> None:
         click.echo(line)
 
 
-def outcome_json(linked_account_id: str, provider_id: str, outcome: FetchOutcome) -> str:
-    """The documented `accounts test --format json` object; amounts are exact JSON numbers."""
+def _fix(a: LinkedAccount, code: str | None) -> str:
+    return fix_for(
+        code, a.id, provider_id=a.provider, credentials=a.credentials, profile_id=a.profile
+    )
+
+
+def outcome_json(
+    linked_account_id: str, provider_id: str, outcome: FetchOutcome, fix: str | None = None
+) -> str:
+    """The documented `accounts test --format json` object; amounts are exact JSON numbers;
+    ``fix``: what to do about a failure (null on success)."""
     snap = outcome.snapshot
     doc = {
         "linked_account_id": linked_account_id,
@@ -152,6 +165,7 @@ def outcome_json(linked_account_id: str, provider_id: str, outcome: FetchOutcome
         "status": "success" if snap is not None else "failure",
         "error_code": outcome.error_code,
         "error_message": outcome.error_message,
+        "fix": fix if snap is None else None,
         "attempts": outcome.attempts,
         "sub_accounts": [
             {
@@ -438,11 +452,18 @@ def accounts_list(paths: HomePaths) -> None:
     health = _health(paths)
     rows = []
     notes: list[str] = []
+    failures: list[str] = []
     for a in cfg.linked_accounts:
         state = "disabled" if not a.enabled else "frozen" if a.frozen else "active"
         h = health.get(a.id, {})
         last_ok = h.get("last_success_hour")
         warnings = parse_warnings(h.get("warnings"))
+        if last_ok:
+            last_ok_text = f"{last_ok:%Y-%m-%d %H:00}"
+        elif h.get("last_attempt_hour"):
+            last_ok_text = "never"
+        else:
+            last_ok_text = "never fetched" if a.enabled and not a.frozen and health else "-"
         rows.append(
             [
                 a.id,
@@ -450,13 +471,14 @@ def accounts_list(paths: HomePaths) -> None:
                 a.provider,
                 a.name,
                 state,
-                f"{last_ok:%Y-%m-%d %H:00}" if last_ok else "-",
+                last_ok_text,
                 h.get("consecutive_failures", "-"),
                 h.get("last_error_code") or "",
                 len(warnings) if h else "-",
             ]
         )
         notes.extend(f"{a.id}: warning ({w['code']}): {w['message']}" for w in warnings)
+        failures.extend(_failure_lines(a, h))
     click.echo(
         tabulate(
             rows,
@@ -473,11 +495,28 @@ def accounts_list(paths: HomePaths) -> None:
             ],
         )
     )
+    if failures:
+        click.echo("")
+        click.echo("failing accounts (last error, and its fix):")
+        for line in failures:
+            click.echo(f"  {line}")
     if notes:
         click.echo("")
         click.echo("warnings of the last successful fetch:")
         for line in notes:
             click.echo(f"  {line}")
+
+
+def _failure_lines(a: LinkedAccount, h: Mapping[str, Any]) -> list[str]:
+    """The last error of a failing account (masked at fetch time) and its fix."""
+    code = h.get("last_error_code")
+    if not a.enabled or not code:
+        return []
+    never = " (never succeeded)" if not h.get("last_success_hour") else ""
+    return [
+        f"{a.id}{never}: {code}: {h.get('last_error_message') or ''}",
+        f"  fix: {_fix(a, code)}",
+    ]
 
 
 def _account(cfg: FinbotConfig, account_id: str) -> LinkedAccount:
@@ -496,7 +535,8 @@ def _account(cfg: FinbotConfig, account_id: str) -> LinkedAccount:
     default="text",
     show_default=True,
     help="json: one object {linked_account_id, provider, status, error_code, error_message, "
-    "sub_accounts: [{id, name, currency, type, items: [...]}], warnings: [{code, message}]}.",
+    "fix, attempts, sub_accounts: [{id, name, currency, type, items: [...]}], "
+    "warnings: [{code, message}]}.",
 )
 @click.pass_obj
 def accounts_test(paths: HomePaths, account_id: str, fmt: str) -> None:
@@ -514,9 +554,9 @@ def accounts_test(paths: HomePaths, account_id: str, fmt: str) -> None:
             _fail(str(exc))
     outcome = test_fetch(paths, cfg, a.provider, a.id, a.profile, a.options, creds)
     if fmt == "json":
-        click.echo(outcome_json(a.id, a.provider, outcome))
+        click.echo(outcome_json(a.id, a.provider, outcome, _fix(a, outcome.error_code)))
         sys.exit(0 if outcome.ok else 1)
-    _report(outcome)
+    _report(outcome, a)
 
 
 def _set_flag(paths: HomePaths, account_id: str, **changes: Any) -> None:

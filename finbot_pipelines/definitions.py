@@ -19,7 +19,7 @@ from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.config.schema import FinbotConfig
 from finbot_pipelines.defs.automation.backups import backup_job, backup_schedule
 from finbot_pipelines.defs.automation.jobs import HOURLY_JOB, TRANSFORM_JOB, build_jobs
-from finbot_pipelines.defs.automation.notifications import build_notification_sensor
+from finbot_pipelines.defs.automation.notifications import build_notification_sensors
 from finbot_pipelines.defs.automation.runs import PROGRESS_LOGGER, finbot_progress
 from finbot_pipelines.defs.automation.sensors import build_fx_rebuild_sensor
 from finbot_pipelines.defs.ingest.assets import build_ingest_assets, ingest_key
@@ -74,7 +74,7 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
         schedules=[*schedules, backup_schedule],
         sensors=[
             build_fx_rebuild_sensor(start, cfg.fx_source if cfg else "ecb"),
-            build_notification_sensor(str(paths.home), [HOURLY_JOB, TRANSFORM_JOB]),
+            *build_notification_sensors(str(paths.home), [HOURLY_JOB, TRANSFORM_JOB]),
         ],
         loggers={PROGRESS_LOGGER: finbot_progress},
         resources={

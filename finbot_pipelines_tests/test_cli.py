@@ -276,6 +276,7 @@ def test_accounts_test_json_is_the_documented_object(home: Path, login_provider:
         "status": "success",
         "error_code": None,
         "error_message": None,
+        "fix": None,
         "attempts": 1,
         "sub_accounts": [
             {
@@ -340,6 +341,7 @@ def test_accounts_test_json_on_failure_exits_non_zero(home: Path, login_provider
     assert (doc["status"], doc["error_code"]) == ("failure", "authentication_failure")
     assert doc["sub_accounts"] == [] and doc["warnings"] == []
     assert "wrong-password-123" not in res.output and "***" in doc["error_message"]
+    assert "`finbot secrets set bank`" in doc["fix"]
 
 
 def test_accounts_providers_come_from_the_models() -> None:

@@ -18,6 +18,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from finbot_pipelines.config.schema import LinkedAccount
+from finbot_pipelines.providers.fixes import NEVER_FETCHED, fix_for
 from finbot_pipelines.warehouse.queries import open_published
 
 #: Change windows shown in the holdings tree, in order.
@@ -59,16 +61,18 @@ class ReportData:
     holdings: pd.DataFrame
     #: newest first: period_start, period_end, open, close, low, high, change_abs, change_rel
     monthly: pd.DataFrame
-    #: one row per linked account valued at the latest hour: linked_account_id,
-    #: linked_account_name, provider_id, account_state, value, is_stale, stale_hours,
-    #: source_fetch_hour, last_attempt_hour, last_success_hour, consecutive_failures,
-    #: last_error_code, last_error_message, unvalued_items, warning_count, warnings (JSON)
+    #: one row per linked account valued at the latest hour, then those never successful
+    #: (no value) or never fetched: linked_account_id, linked_account_name, provider_id,
+    #: account_state, value, is_stale, stale_hours, source_fetch_hour, last_attempt_hour,
+    #: last_success_hour, consecutive_failures, last_error_code, last_error_message,
+    #: unvalued_items, warning_count, warnings (JSON), status (STATUS_*), fix
     accounts: pd.DataFrame
 
     @property
     def stale(self) -> pd.DataFrame:
-        """The linked accounts whose value at the latest hour is carried from an older fetch."""
-        return self.accounts[self.accounts["is_stale"].eq(True).fillna(False).astype(bool)]
+        """The linked accounts that are not up to date: their value at the latest hour is
+        carried from an older fetch, or they never succeeded (no value at all)."""
+        return self.accounts[self.accounts["status"].isin(NOT_UP_TO_DATE)]
 
 
 def num(value: Any) -> float | None:
@@ -130,8 +134,12 @@ def load_report_data(
     con: duckdb.DuckDBPyConnection,
     profile_id: str,
     profile_name: str | None = None,
+    configured: Sequence[LinkedAccount] = (),
 ) -> ReportData:
-    """Read one profile's report from an open published database."""
+    """Read one profile's report from an open published database.
+
+    ``configured``: the linked accounts of finbot.yaml, to list the enabled ones
+    never fetched yet (the marts cannot know them)."""
     latest = con.execute(
         """
         select valuation_hour, valuation_ccy, total_assets, total_liabilities, net_worth,
@@ -230,7 +238,7 @@ def load_report_data(
         distribution=distribution,
         holdings=load_holdings(con, profile_id, hour),
         monthly=load_monthly(con, profile_id),
-        accounts=load_accounts(con, profile_id, hour),
+        accounts=load_accounts(con, profile_id, hour, configured),
     )
 
 
@@ -300,33 +308,170 @@ def load_monthly(con: duckdb.DuckDBPyConnection, profile_id: str) -> pd.DataFram
     )
 
 
-def load_accounts(con: duckdb.DuckDBPyConnection, profile_id: str, hour: datetime) -> pd.DataFrame:
-    """Each linked account valued at `hour`, its staleness and its fetch health."""
-    return _frame(
+#: Status of a linked account in the report and `accounts list`.
+STATUS_OK = "ok"
+STATUS_STALE = "stale"
+STATUS_FROZEN = "frozen"
+STATUS_NEVER_SUCCEEDED = "never succeeded"
+STATUS_NEVER_FETCHED = "never fetched"
+#: Statuses of accounts that are not up to date (the report's stale count).
+NOT_UP_TO_DATE = (STATUS_STALE, STATUS_NEVER_SUCCEEDED, STATUS_NEVER_FETCHED)
+
+_ACCOUNT_COLUMNS = [
+    "linked_account_id",
+    "linked_account_name",
+    "provider_id",
+    "account_state",
+    "value",
+    "is_stale",
+    "stale_hours",
+    "source_fetch_hour",
+    "last_attempt_hour",
+    "last_success_hour",
+    "consecutive_failures",
+    "last_error_code",
+    "last_error_message",
+    "unvalued_items",
+    "warning_count",
+    "warnings",
+]
+
+
+def account_status(
+    *,
+    valued: bool,
+    is_stale: Any,
+    account_state: Any,
+    last_attempt_hour: Any,
+    last_success_hour: Any,
+) -> str:
+    """ok, stale, frozen, never succeeded or never fetched (see NOT_UP_TO_DATE)."""
+    if valued:
+        if not _missing(is_stale) and bool(is_stale):
+            return STATUS_STALE
+        return STATUS_FROZEN if account_state == "frozen" else STATUS_OK
+    if account_state == "frozen":
+        return STATUS_FROZEN
+    if not _missing(last_success_hour):
+        return STATUS_STALE  # it has data, but none at this hour
+    if _missing(last_attempt_hour):
+        return STATUS_NEVER_FETCHED
+    return STATUS_NEVER_SUCCEEDED
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or bool(pd.isna(value))
+
+
+def _fix(row: Mapping[str, Any], configured: Mapping[str, LinkedAccount], profile_id: str) -> str:
+    status = row["status"]
+    code = row["last_error_code"] if isinstance(row["last_error_code"], str) else None
+    if status == STATUS_NEVER_FETCHED and code is None:
+        code = NEVER_FETCHED
+    if code is None:
+        return ""
+    acc_id = str(row["linked_account_id"])
+    a = configured.get(acc_id)
+    provider = row["provider_id"] if isinstance(row["provider_id"], str) else None
+    return fix_for(
+        code,
+        acc_id,
+        provider_id=a.provider if a else provider,
+        credentials=a.credentials if a else None,
+        profile_id=profile_id,
+    )
+
+
+def load_accounts(
+    con: duckdb.DuckDBPyConnection,
+    profile_id: str,
+    hour: datetime,
+    configured: Sequence[LinkedAccount] = (),
+) -> pd.DataFrame:
+    """Each linked account of the profile: valued at `hour`, or never successful yet.
+
+    The accounts valued at `hour` with their staleness and fetch health; then those of
+    the health mart that have no value (they never succeeded: no data, not in the
+    totals); then the enabled accounts of ``configured`` (the profile's, from
+    finbot.yaml) that were never fetched at all. Adds ``status`` (:func:`account_status`)
+    and ``fix`` (from the error code, ``providers.fixes``).
+    """
+    frame = _frame(
         con,
         """
-        select l.linked_account_id, l.linked_account_name, l.provider_id, l.account_state,
-               l.value, l.is_stale, l.stale_hours, l.source_fetch_hour,
-               h.last_attempt_hour, h.last_success_hour, h.consecutive_failures,
-               h.last_error_code, h.last_error_message, l.unvalued_items,
-               coalesce(h.warning_count, 0) as warning_count,
-               coalesce(h.warnings, '[]') as warnings
-        from marts.fct_linked_account_valuation_hourly l
-        left join marts.mart_linked_account_health h
-            on h.profile_id = l.profile_id and h.linked_account_id = l.linked_account_id
-        where l.profile_id = ? and l.valuation_hour = ?
-        order by lower(l.linked_account_name), l.linked_account_id
+        with valued as (
+            select l.linked_account_id, l.linked_account_name, l.provider_id,
+                   l.account_state, l.value, l.is_stale, l.stale_hours, l.source_fetch_hour,
+                   h.last_attempt_hour, h.last_success_hour, h.consecutive_failures,
+                   h.last_error_code, h.last_error_message, l.unvalued_items,
+                   coalesce(h.warning_count, 0) as warning_count,
+                   coalesce(h.warnings, '[]') as warnings, true as valued
+            from marts.fct_linked_account_valuation_hourly l
+            left join marts.mart_linked_account_health h
+                on h.profile_id = l.profile_id and h.linked_account_id = l.linked_account_id
+            where l.profile_id = $profile and l.valuation_hour = $hour
+        ),
+        unvalued as (
+            select h.linked_account_id, h.linked_account_name, h.provider_id,
+                   h.account_state, null::decimal(38, 10) as value, null::boolean as is_stale,
+                   null::integer as stale_hours, null::timestamp as source_fetch_hour,
+                   h.last_attempt_hour, h.last_success_hour, h.consecutive_failures,
+                   h.last_error_code, h.last_error_message, 0 as unvalued_items,
+                   h.warning_count, h.warnings, false as valued
+            from marts.mart_linked_account_health h
+            where h.profile_id = $profile
+              and h.linked_account_id not in (select linked_account_id from valued)
+        )
+        select * from valued
+        union all by name
+        select * from unvalued
+        order by lower(linked_account_name), linked_account_id
         """,
-        [profile_id, hour],
+        {"profile": profile_id, "hour": hour},
     )
+    mine = [a for a in configured if a.profile == profile_id]
+    known = set(frame["linked_account_id"])
+    never = [
+        {
+            "linked_account_id": a.id,
+            "linked_account_name": a.name,
+            "provider_id": a.provider,
+            "account_state": "frozen" if a.frozen else "active",
+            "consecutive_failures": 0,
+            "unvalued_items": 0,
+            "warning_count": 0,
+            "warnings": "[]",
+            "valued": False,
+        }
+        for a in mine
+        if a.enabled and a.id not in known
+    ]
+    if never:
+        extra = pd.DataFrame(never).reindex(columns=[*_ACCOUNT_COLUMNS, "valued"])
+        frame = pd.concat([frame.astype(object), extra.astype(object)], ignore_index=True)
+    frame["status"] = [
+        account_status(
+            valued=bool(r["valued"]),
+            is_stale=r["is_stale"],
+            account_state=r["account_state"],
+            last_attempt_hour=r["last_attempt_hour"],
+            last_success_hour=r["last_success_hour"],
+        )
+        for r in frame.to_dict("records")
+    ]
+    by_id = {a.id: a for a in mine}
+    frame["fix"] = [_fix(r, by_id, profile_id) for r in frame.to_dict("records")]
+    return frame.drop(columns=["valued"])
 
 
 def load_all_report_data(
     published: Path,
     profile_names: Mapping[str, str] | None = None,
     profile_ids: Sequence[str] | None = None,
+    configured: Sequence[LinkedAccount] = (),
 ) -> list[ReportData]:
-    """Every profile's report data (or only `profile_ids`) from the published file."""
+    """Every profile's report data (or only `profile_ids`) from the published file;
+    ``configured``: finbot.yaml's linked accounts (see :func:`load_report_data`)."""
     names = dict(profile_names or {})
     with open_published(published) as con:
         available = list_profiles(con)
@@ -337,4 +482,4 @@ def load_all_report_data(
                 f"no valued hour for profile(s) {', '.join(missing)} in {published} "
                 f"(profiles with data: {', '.join(available) or 'none'})"
             )
-        return [load_report_data(con, p, names.get(p)) for p in wanted]
+        return [load_report_data(con, p, names.get(p), configured) for p in wanted]

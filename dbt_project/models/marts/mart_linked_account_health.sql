@@ -10,6 +10,8 @@
   fetch since the last success, NULL when the latest attempt succeeded.
   warning_count/warnings = the warnings of the last successful fetch (reconciliation
   differences, unpriced or skipped items): a JSON list of {code, message}.
+  provider_id, linked_account_name, account_state (active | frozen): the account at
+  that latest hour, so an account that never succeeded can be named without the config.
   Rebuilt whole on every run: one row per account, from the small fetches table.
 -#}
 
@@ -29,7 +31,12 @@ fetches as (
 
 current_accounts as (
 
-    select account_hours.profile_id, account_hours.linked_account_id
+    select
+        account_hours.profile_id,
+        account_hours.linked_account_id,
+        account_hours.provider_id,
+        account_hours.linked_account_name,
+        account_hours.account_state
 
     from account_hours
     inner join (
@@ -97,7 +104,10 @@ final as (
         failure_streaks.last_error.code as last_error_code,
         failure_streaks.last_error.message as last_error_message,
         cast(coalesce(json_array_length(last_success.warnings), 0) as integer) as warning_count,
-        coalesce(last_success.warnings, '[]') as warnings
+        coalesce(last_success.warnings, '[]') as warnings,
+        current_accounts.provider_id,
+        current_accounts.linked_account_name,
+        current_accounts.account_state
 
     from current_accounts
     left join last_attempt

@@ -154,7 +154,7 @@ def run_job(
             range_tags = window_tags(first, last)
     elif job.partitions_def is not None:
         raise ValueError(f"{job_name} is partitioned: give the first and last partition")
-    return job.execute_in_process(
+    result = job.execute_in_process(
         instance=instance,
         tags={
             **range_tags,
@@ -164,3 +164,36 @@ def run_job(
         run_config=config,
         raise_on_error=False,
     )
+    notify_after_run(defs, instance, result.run_id)
+    return result
+
+
+def notify_after_run(defs: dg.Definitions, instance: dg.DagsterInstance, run_id: str) -> None:
+    """Tag and notify the outcome of a run this process ran (the daemon's run-status
+    sensors only follow runs it launched; `notify_run_outcome` does it once either way).
+    A delivery problem is printed, never raised: the run's own outcome stands."""
+    from finbot_pipelines.config.vault import VaultError
+    from finbot_pipelines.defs.automation.notifications import (
+        FAILED_ACCOUNTS_TAG,
+        NotificationError,
+        notify_run_outcome,
+    )
+
+    home = getattr((defs.resources or {}).get("finbot"), "home", None)
+    try:
+        sent = notify_run_outcome(instance, run_id, home)
+    except (NotificationError, VaultError) as exc:
+        print(f"finbot: notification not delivered: {exc}", file=sys.stderr)
+    except Exception as exc:  # never the message: it could quote a resolved URL
+        print(f"finbot: notification not delivered ({type(exc).__name__})", file=sys.stderr)
+    else:
+        for message in sent or []:
+            print(f"notified: {message.title}", file=sys.stderr)
+    run = instance.get_run_by_id(run_id)
+    failed = run.tags.get(FAILED_ACCOUNTS_TAG) if run is not None else None
+    if failed:
+        print(
+            f"finbot: the latest fetch of these linked accounts failed: {failed} "
+            "(`finbot accounts list` shows each error and its fix)",
+            file=sys.stderr,
+        )

@@ -18,6 +18,7 @@ import dagster as dg
 from finbot_pipelines.config.paths import browser_executable
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
 from finbot_pipelines.config.vault import Vault, VaultError
+from finbot_pipelines.defs.ingest.checks import LATEST_FETCH_CHECK, latest_fetch_results
 from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS, naive_utc
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.defs.window import impossible_hours
@@ -310,7 +311,8 @@ def account_results(
     newest: datetime | None,
     latest: Mapping[str, tuple[str, str | None]],
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """The materialisation of one linked account's asset, and its latest-fetch check."""
+    """The materialisation of one linked account's asset (its latest-fetch check comes
+    from `checks.latest_fetch_results` once every account is landed)."""
     yield dg.MaterializeResult(
         asset_key=ingest_key(a.id),
         metadata={
@@ -320,20 +322,6 @@ def account_results(
             "retries": s["retries"],
             "frozen_hours": s["frozen"],
             "provider": a.provider,
-        },
-    )
-    if newest is None:
-        return
-    status, code = latest.get(a.id, ("frozen" if a.frozen else "missing", None))
-    yield dg.AssetCheckResult(
-        asset_key=ingest_key(a.id),
-        check_name="latest_fetch_succeeded",
-        passed=status in ("success", "frozen"),
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "hour": f"{newest:%Y-%m-%d %H:00}",
-            "status": status,
-            "error_code": code or "",
         },
     )
 
@@ -364,9 +352,14 @@ def build_ingest_assets(
     ]
     checks = [
         dg.AssetCheckSpec(
-            "latest_fetch_succeeded",
+            LATEST_FETCH_CHECK,
             asset=ingest_key(a.id),
-            description="The newest hour of this run was fetched successfully.",
+            description=(
+                "The newest hour of this run was fetched successfully. On failure its "
+                "metadata gives the error code, the (masked) message and the fix; severity "
+                "ERROR when the account never succeeded or the user must act (e.g. an "
+                "authentication failure), WARN otherwise."
+            ),
         )
         for a in accounts
     ]
@@ -409,5 +402,10 @@ def build_ingest_assets(
         ):
             a = by_account[account_id]
             yield from account_results(a, len(hours), stats[a.id], newest, latest)
+        # the latest-fetch checks, from raw.fetches: message, fix, ever succeeded
+        if newest is not None and selected:
+            with finbot.warehouse() as con:
+                checks = list(latest_fetch_results(con, selected, newest))
+            yield from checks
 
     return ingest_linked_accounts

@@ -36,7 +36,12 @@ def build_report_asset() -> dg.AssetsDefinition:
         paths = finbot.paths
         cfg = finbot.config()
         names = {p.id: p.name for p in cfg.profiles}
-        written = write_reports(paths, profile_names=names, keep_days=KEEP_DAILY_REPORTS_DAYS)
+        written = write_reports(
+            paths,
+            profile_names=names,
+            keep_days=KEEP_DAILY_REPORTS_DAYS,
+            configured=cfg.linked_accounts,
+        )
         for w in written:
             context.log.info(f"wealth report of {w.profile_id}: {w.latest}")
         png = net_worth_png([w.data for w in written]) if written else None

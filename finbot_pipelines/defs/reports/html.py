@@ -34,9 +34,13 @@ from plotly.offline import get_plotlyjs
 
 from finbot_pipelines.config.loading import atomic_write_bytes, load_config
 from finbot_pipelines.config.paths import HomePaths
+from finbot_pipelines.config.schema import LinkedAccount
 from finbot_pipelines.warehouse.queries import parse_warnings
 from finbot_pipelines.warehouse.report_data import (
     DISTRIBUTION_DIMENSIONS,
+    STATUS_NEVER_FETCHED,
+    STATUS_NEVER_SUCCEEDED,
+    STATUS_STALE,
     TREE_WINDOWS,
     ReportData,
     load_all_report_data,
@@ -291,6 +295,7 @@ tr.lvl-sub_account td { font-weight: 550; }
 button.toggle { border: 0; background: none; cursor: pointer; font: inherit; padding: 0 4px 0 0;
                 color: var(--muted); width: 18px; }
 tr.collapsed { display: none; }
+small.fix { color: var(--warn); }
 .badge { display:inline-block; font-size:11px; font-weight:600; border-radius:10px;
          padding:1px 7px; margin-left:6px; background:var(--warn-bg); color:var(--warn);
          border:1px solid #f1d79a; }
@@ -375,10 +380,43 @@ def kpis_section(data: ReportData) -> str:
             "Stale accounts",
             str(len(data.stale)),
             f'data-value="{len(data.stale)}"',
-            "carried from an older fetch" if len(data.stale) else "all up to date",
+            esc(stale_note(data.stale)),
         ),
     ]
     return f'<section id="summary"><div class="kpis">{"".join(cards)}</div></section>'
+
+
+def stale_note(stale: pd.DataFrame) -> str:
+    """The stale count's note: "all up to date" only when no account is behind."""
+    if stale.empty:
+        return "all up to date"
+    parts = []
+    carried = int(stale["status"].eq(STATUS_STALE).sum())
+    never_ok = int(stale["status"].eq(STATUS_NEVER_SUCCEEDED).sum())
+    never_fetched = int(stale["status"].eq(STATUS_NEVER_FETCHED).sum())
+    if carried:
+        parts.append(f"{carried} carried from an older fetch")
+    if never_ok:
+        parts.append(f"{never_ok} never succeeded (not in the totals)")
+    if never_fetched:
+        parts.append(f"{never_fetched} never fetched")
+    return "; ".join(parts)
+
+
+def _error_html(r: Mapping[str, Any]) -> str:
+    """The last error (code, masked message) and its fix, for the stale list and the table."""
+    code = text_or(r.get("last_error_code"))
+    msg = text_or(r.get("last_error_message"))
+    fix = text_or(r.get("fix"))
+    out = ""
+    if code or msg:
+        out = (
+            f"<code>{esc(code or 'error')}</code> "
+            f'<span class="err" data-testid="account-error">{esc(msg)}</span>'
+        )
+    if fix:
+        out += f'<small class="fix" data-testid="account-fix">fix: {esc(fix)}</small>'
+    return out
 
 
 def stale_section(data: ReportData) -> str:
@@ -386,29 +424,39 @@ def stale_section(data: ReportData) -> str:
     if stale.empty:
         return ""
     items = []
-    for r in stale.itertuples(index=False):
-        age = num(r.stale_hours)
-        age_text = f"{age:g} h" if age is not None else "unknown age"
-        err = ""
-        code_attr = r.last_error_code if isinstance(r.last_error_code, str) else ""
-        if isinstance(r.last_error_code, str) or isinstance(r.last_error_message, str):
-            code = r.last_error_code if isinstance(r.last_error_code, str) else "error"
-            msg = r.last_error_message if isinstance(r.last_error_message, str) else ""
-            err = f'; last error <code>{esc(code)}</code>: <span class="err">{esc(msg)}</span>'
+    for r in stale.to_dict("records"):
+        status = str(r["status"])
+        if status == STATUS_NEVER_SUCCEEDED:
+            what = "has never been fetched successfully: it has no value and is not in the totals"
+        elif status == STATUS_NEVER_FETCHED:
+            what = "has not been fetched yet: it has no value and is not in the totals"
+        else:
+            age = num(r["stale_hours"])
+            age_text = f"{age:g} h" if age is not None else "unknown age"
+            what = (
+                f"is stale: its value is {age_text} old "
+                f"(last good data {hour_text(r['source_fetch_hour'])})"
+            )
+        err = _error_html(r)
         items.append(
-            f'<li data-testid="stale-account" data-linked-account-id="{esc(r.linked_account_id)}"'
-            f' data-stale-hours="{raw(r.stale_hours)}"'
-            f' data-error-code="{esc(code_attr)}">'
-            f"<strong>{esc(r.linked_account_name)}</strong> is stale: its value is "
-            f"{esc(age_text)} old (last good data {esc(hour_text(r.source_fetch_hour))})"
-            f"{err}</li>"
+            '<li data-testid="stale-account" '
+            f'data-linked-account-id="{esc(r["linked_account_id"])}"'
+            f' data-stale-hours="{raw(r["stale_hours"])}" data-status="{esc(_status_attr(status))}"'
+            f' data-error-code="{esc(text_or(r["last_error_code"]))}">'
+            f"<strong>{esc(r['linked_account_name'])}</strong> {esc(what)}"
+            f"{'; last error ' + err if err else ''}</li>"
         )
     return (
         '<section id="stale"><h2>Stale accounts</h2>'
-        '<p class="sub">These accounts could not be fetched at the latest hour: their '
-        "last good values are counted, marked with their age.</p>"
+        '<p class="sub">These accounts are not up to date at the latest hour: the last good '
+        "values of those that have one are counted, marked with their age; those that never "
+        "succeeded have no value. Each failure says how to fix it.</p>"
         f'<ul class="stale">{"".join(items)}</ul></section>'
     )
+
+
+def _status_attr(status: str) -> str:
+    return status.replace(" ", "_")
 
 
 def distribution_section(data: ReportData) -> str:
@@ -517,16 +565,13 @@ def monthly_section(data: ReportData) -> str:
 def accounts_section(data: ReportData) -> str:
     rows = []
     for r in data.accounts.to_dict("records"):
-        stale = is_true(r["is_stale"])
-        status = "stale" if stale else ("frozen" if r["account_state"] == "frozen" else "ok")
-        err = ""
-        if isinstance(r["last_error_code"], str):
-            err = (
-                f"<code>{esc(r['last_error_code'])}</code> {esc(text_or(r['last_error_message']))}"
-            )
+        status = str(r["status"])
+        err = _error_html(r)
         failures = num(r["consecutive_failures"])
         age = num(r["stale_hours"])
-        age_html = f"<small>{age:g} h old</small>" if stale and age is not None else ""
+        age_html = (
+            f"<small>{age:g} h old</small>" if status == STATUS_STALE and age is not None else ""
+        )
         notes = "".join(
             f'<li data-testid="account-warning" data-code="{esc(w["code"])}">'
             f"<code>{esc(w['code'])}</code> {esc(w['message'])}</li>"
@@ -534,10 +579,12 @@ def accounts_section(data: ReportData) -> str:
         )
         if notes:
             err += f'<ul class="warnings">{notes}</ul>'
+        provider = text_or(r["provider_id"])
         rows.append(
             f'<tr data-testid="account" data-linked-account-id="{esc(r["linked_account_id"])}" '
-            f'data-status="{status}">'
-            f"<td>{esc(r['linked_account_name'])}<small>{esc(r['provider_id'])}</small></td>"
+            f'data-status="{esc(_status_attr(status))}" '
+            f'data-error-code="{esc(text_or(r["last_error_code"]))}">'
+            f"<td>{esc(r['linked_account_name'])}<small>{esc(provider)}</small></td>"
             f"<td>{esc(money(r['value']))}</td>"
             f"<td>{esc(status)}{age_html}</td>"
             f"<td>{esc(hour_text(r['last_success_hour']))}</td>"
@@ -547,8 +594,8 @@ def accounts_section(data: ReportData) -> str:
     return (
         '<section id="accounts"><h2>Linked accounts</h2><table><thead><tr>'
         "<th>Account</th><th>Value</th><th>Status</th><th>Last success</th>"
-        '<th>Failures in a row</th><th style="text-align:left">Last error, warnings</th>'
-        "</tr></thead>"
+        '<th>Failures in a row</th><th style="text-align:left">Last error and its fix, '
+        "warnings</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></section>"
     )
 
@@ -661,15 +708,20 @@ def write_reports(
     profile_names: Mapping[str, str] | None = None,
     generated_at: datetime | None = None,
     keep_days: int | None = None,
+    configured: Sequence[LinkedAccount] | None = None,
 ) -> list[WrittenReport]:
     """Render every profile's report (or only `profile_ids`) from the published marts.
 
     Names come from `profile_names`, else from the home's finbot.yaml, else the id.
-    With `keep_days`, dated reports older than that many days are deleted.
+    `configured` (default: finbot.yaml's linked accounts) adds the enabled accounts
+    never fetched yet. With `keep_days`, dated reports older than that many days are
+    deleted.
     """
     names = dict(profile_names) if profile_names is not None else dict(_config_profiles(paths))
+    if configured is None:
+        configured = load_config(paths.config).linked_accounts if paths.config.exists() else []
     written: list[WrittenReport] = []
-    for data in load_all_report_data(paths.published, names, profile_ids):
+    for data in load_all_report_data(paths.published, names, profile_ids, configured):
         page = render_html(data, generated_at).encode("utf-8")
         latest, dated = report_paths(
             paths, data.profile_id, pd.Timestamp(data.valuation_hour).date()
@@ -768,9 +820,17 @@ def summary_markdown(written: Sequence[WrittenReport], png: bytes | None = None)
     for w in written:
         d = w.data
         stale = ", ".join(
-            f"{name} ({num(hours):g} h)" if num(hours) is not None else str(name)
-            for name, hours in zip(
-                d.stale["linked_account_name"], d.stale["stale_hours"], strict=True
+            f"{name} ({num(hours):g} h)"
+            if num(hours) is not None
+            else f"{name} ({status}: {code})"
+            if isinstance(code, str)
+            else f"{name} ({status})"
+            for name, hours, status, code in zip(
+                d.stale["linked_account_name"],
+                d.stale["stale_hours"],
+                d.stale["status"],
+                d.stale["last_error_code"],
+                strict=True,
             )
         )
         cells = [
