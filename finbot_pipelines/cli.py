@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -56,6 +57,9 @@ def main(ctx: click.Context, home: Path | None) -> None:
     os.environ.setdefault("DAGSTER_HOME", str(paths.dagster_home))
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    # a handler that cannot write (a full disk) must not print a traceback per record:
+    # the failure's cause is the command's last line
+    logging.raiseExceptions = False
     ctx.obj = paths
 
 
@@ -291,13 +295,16 @@ def _last_complete_hour() -> datetime:
     return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 
 
-def _run_pipeline(paths: HomePaths, first: datetime, last: datetime) -> bool:
-    """Land FX for the days, then ingest, transform and publish the hours [first, last]."""
+def _run_pipeline(
+    paths: HomePaths, first: datetime, last: datetime, verbose: bool = False
+) -> str | None:
+    """Land FX for the days, then ingest, transform and publish the hours [first, last];
+    None, or the cause of the failure in one line."""
     import dagster as dg
 
     from finbot_pipelines.definitions import build_definitions
     from finbot_pipelines.defs.automation.jobs import FX_JOB, HOURLY_JOB
-    from finbot_pipelines.defs.automation.runs import run_job
+    from finbot_pipelines.defs.automation.runs import run_failure_cause, run_job
 
     ensure_dagster_home(paths)
     defs = build_definitions(str(paths.home))
@@ -308,17 +315,25 @@ def _run_pipeline(paths: HomePaths, first: datetime, last: datetime) -> bool:
     with dg.DagsterInstance.get() as instance:
         if fx_first <= yesterday:
             click.echo(f"FX rates {fx_first:%Y-%m-%d} .. {yesterday:%Y-%m-%d}", err=True)
-            fx = run_job(defs, FX_JOB, fx_first, yesterday, instance=instance, fmt="%Y-%m-%d")
+            fx = run_job(
+                defs,
+                FX_JOB,
+                fx_first,
+                yesterday,
+                instance=instance,
+                fmt="%Y-%m-%d",
+                verbose=verbose,
+            )
             if not fx.success:
-                return False
+                return f"FX rates: {run_failure_cause(fx)}"
         hours = int((last - first) / timedelta(hours=1)) + 1
         click.echo(
             f"pipeline: {hours} hours {first:%Y-%m-%d %H:00} .. {last:%Y-%m-%d %H:00} UTC "
             "as one run",
             err=True,
         )
-        result = run_job(defs, HOURLY_JOB, first, last, instance=instance)
-        return result.success
+        result = run_job(defs, HOURLY_JOB, first, last, instance=instance, verbose=verbose)
+        return None if result.success else run_failure_cause(result)
 
 
 def _hour_option(value: str | None, name: str) -> datetime | None:
@@ -358,8 +373,11 @@ def print_net_worth(paths: HomePaths) -> None:
 @click.option(
     "--days", default=DEMO_DAYS, show_default=True, help="Hours of history to backfill, in days."
 )
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also print dbt's line for every model and test."
+)
 @click.pass_context
-def demo(ctx: click.Context, days: int) -> None:
+def demo(ctx: click.Context, days: int, verbose: bool) -> None:
     """Set up the demo household and backfill, build and publish its last DAYS days."""
     paths = _paths(ctx)
     for line in init_home(paths, demo=True):
@@ -370,8 +388,9 @@ def demo(ctx: click.Context, days: int) -> None:
         _fail(str(exc))
     last = _last_complete_hour()
     first = max(last - timedelta(hours=days * 24 - 1), cfg.history_start)
-    if not _run_pipeline(paths, first, last):
-        _fail("the pipeline run failed: see the messages above, or the run in the UI", 1)
+    cause = _run_pipeline(paths, first, last, verbose)
+    if cause:
+        _fail(f"the demo run failed: {cause}", 1)
     print_net_worth(paths)
     for profile in load_config(paths.config).profiles:
         latest = paths.reports / f"{profile.id}.html"
@@ -400,8 +419,11 @@ def demo(ctx: click.Context, days: int) -> None:
     default=None,
     help="The last hour to run, 'YYYY-MM-DD HH:00' UTC (default: the last complete hour).",
 )
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also print dbt's line for every model and test."
+)
 @click.pass_context
-def run(ctx: click.Context, hours: int, last_s: str | None) -> None:
+def run(ctx: click.Context, hours: int, last_s: str | None, verbose: bool) -> None:
     """Ingest, transform and publish some hours now, as one run (what the schedule does)."""
     paths = _paths(ctx)
     try:
@@ -415,8 +437,9 @@ def run(ctx: click.Context, hours: int, last_s: str | None) -> None:
     why = impossible_hours(first, last, cfg.history_start, datetime.now(UTC).replace(tzinfo=None))
     if why:
         _fail(f"refused: {why}; nothing was fetched or written")
-    if not _run_pipeline(paths, first, last):
-        _fail("the pipeline run failed: see the messages above, or the run in the UI", 1)
+    cause = _run_pipeline(paths, first, last, verbose)
+    if cause:
+        _fail(f"the run failed: {cause}", 1)
     print_net_worth(paths)
 
 
@@ -520,7 +543,7 @@ def rebuild(
 
     from finbot_pipelines.definitions import build_definitions
     from finbot_pipelines.defs.automation.jobs import TRANSFORM_JOB
-    from finbot_pipelines.defs.automation.runs import run_job
+    from finbot_pipelines.defs.automation.runs import run_failure_cause, run_job
     from finbot_pipelines.defs.transform.assets import DBT_STEP
 
     paths = _paths(ctx)
@@ -550,7 +573,7 @@ def rebuild(
     with dg.DagsterInstance.get() as instance:
         result = run_job(defs, TRANSFORM_JOB, first, last, instance=instance, run_config=config)
     if not result.success:
-        _fail("the rebuild failed: see the messages above, or the run in the UI", 1)
+        _fail(f"the rebuild failed: {run_failure_cause(result)}", 1)
     print_net_worth(paths)
 
 

@@ -31,7 +31,11 @@ from finbot_pipelines.defs.market.assets import (
 from finbot_pipelines.defs.partitions import daily_partitions, hourly_partitions
 from finbot_pipelines.defs.reports.assets import build_report_asset
 from finbot_pipelines.defs.resources import FinbotHome
-from finbot_pipelines.defs.transform.assets import FinbotDbtCliResource, build_dbt_assets
+from finbot_pipelines.defs.transform.assets import (
+    FinbotDbtCliResource,
+    build_dbt_assets,
+    write_dbt_launcher,
+)
 from finbot_pipelines.defs.transform.project import dbt_project
 from finbot_pipelines.defs.transform.publish import build_publish_asset
 
@@ -82,7 +86,7 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
             "dbt": FinbotDbtCliResource(
                 project_dir=str(dbt_project.project_dir),
                 profiles_dir=str(dbt_project.profiles_dir),
-                dbt_executable=DBT_EXECUTABLE,
+                dbt_executable=str(write_dbt_launcher(paths.dbt_target, DBT_EXECUTABLE)),
             ),
         },
     )

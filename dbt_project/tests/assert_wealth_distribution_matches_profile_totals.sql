@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'mart_wealth_distribution'}}}) }}
 {#- Every dimension of the distribution splits the same totals as the profile mart:
     asset buckets sum to total_assets, liability buckets to total_liabilities. -#}
 

@@ -6,12 +6,14 @@ Runs go to the Dagster instance of `$DAGSTER_HOME` (the embedded default is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -23,55 +25,132 @@ from finbot_pipelines.defs.window import window_tags
 PROGRESS_LOGGER = "finbot_progress"
 
 
-class _ProgressHandler(logging.Handler):
-    """Prints the run's story in a few lines: steps, ingest progress, dbt models, failures."""
+#: How long a run may go without a line on stderr before the progress says it is still working.
+HEARTBEAT_S = 8.0
+#: Without --verbose, dbt's progress is a line at most this often (not one per model).
+DBT_PROGRESS_EVERY_S = 5.0
+#: The dbt asset reads this: "quiet" drops dbt's own per-node lines from stdout (the CLI
+#: without --verbose); unset or anything else keeps them (daemon runs: the compute logs).
+DBT_STDOUT_ENV = "FINBOT_DBT_STDOUT"
 
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__(logging.INFO)
+
+class _Progress:
+    """The story of one command-line run on stderr: a line per phase and step, each
+    prefixed with the seconds since the command started, and a heartbeat naming the
+    current phase whenever nothing was printed for HEARTBEAT_S."""
+
+    def __init__(
+        self, stream: TextIO, verbose: bool, on_beat: Callable[[], str | None] | None = None
+    ) -> None:
         self.stream = stream
+        self.on_beat = on_beat
+        self.verbose = verbose
         self.started = time.monotonic()
-        self.models = 0
+        self.last = self.started
+        self.phase = "planning the run"
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def _print(self, text: str) -> None:
-        elapsed = time.monotonic() - self.started
-        print(f"[{elapsed:6.1f}s] {text}", file=self.stream, flush=True)
+    def print(self, text: str, phase: str | None = None) -> None:
+        with self._lock:
+            if phase is not None:
+                self.phase = phase
+            now = time.monotonic()
+            self.last = now
+            print(f"[{now - self.started:6.1f}s] {text}", file=self.stream, flush=True)
+
+    def set_phase(self, phase: str) -> None:
+        with self._lock:
+            self.phase = phase
+
+    def _beat(self) -> None:
+        while not self._stop.wait(1.0):
+            with self._lock:
+                silent = time.monotonic() - self.last
+                phase = self.phase
+            if silent >= HEARTBEAT_S:
+                note = None
+                if self.on_beat is not None:
+                    try:
+                        note = self.on_beat()
+                    except Exception as exc:  # never let the heartbeat kill the run
+                        note = f"(could not read the pool: {exc})"
+                self.print(note or f"{phase}: still working")
+
+    def __enter__(self) -> _Progress:
+        self._thread = threading.Thread(target=self._beat, name="finbot-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+#: the progress of the run this process is executing (set by run_job, read by the logger)
+_current: _Progress | None = None
+
+
+class _ProgressHandler(logging.Handler):
+    """Prints the run's story in a few lines: steps, ingest progress, dbt, failures."""
+
+    def __init__(self, progress: _Progress) -> None:
+        super().__init__(logging.DEBUG)  # Dagster logs step and asset events at DEBUG
+        self.progress = progress
+        self.models = 0
+        self.last_dbt = 0.0
 
     def emit(self, record: logging.LogRecord) -> None:
         meta: Mapping[str, Any] = getattr(record, "dagster_meta", {}) or {}
         event = meta.get("dagster_event")
         step = meta.get("step_key") or ""
+        out = self.progress
         if event is None:
             message = str(meta.get("orig_message") or record.getMessage())
-            if record.levelno >= logging.WARNING or message.startswith("progress:"):
-                self._print(f"{step}: {message}")
+            if message.startswith("progress:"):
+                # "progress: <phase>: ..." names the phase the heartbeat repeats
+                body = message.removeprefix("progress:").strip()
+                out.print(f"{step}: {body}", phase=f"{step}: {body.split(':', 1)[0]}")
+            elif record.levelno >= logging.WARNING:  # (debug and info chatter is not shown)
+                out.print(f"{step}: {message}")
             return
         kind = event.event_type_value
         if kind == "STEP_START":
-            self._print(f"{step}: started")
+            out.print(f"{step}: started", phase=step)
         elif kind == "STEP_SUCCESS":
-            self._print(f"{step}: done")
+            out.print(f"{step}: done", phase="finishing the run")
         elif kind == "ASSET_MATERIALIZATION" and step.startswith("finbot_dbt"):
             self.models += 1
             key = event.asset_key.to_user_string() if event.asset_key else "?"
-            self._print(f"{step}: built {key} ({self.models})")
+            now = time.monotonic()
+            if out.verbose:
+                out.print(f"{step}: built {key} ({self.models})")
+            elif now - self.last_dbt >= DBT_PROGRESS_EVERY_S:
+                self.last_dbt = now
+                out.print(f"{step}: {self.models} models built so far (latest {key})")
         elif kind == "ENGINE_EVENT" and (event.message or "").startswith("Step blocked by limit"):
             pool = (event.message or "").rsplit(" ", 1)[-1]
-            self._print(f"{step}: waiting for its turn (pool {pool}): another run is using it")
+            out.print(
+                f"{step}: waiting for its turn (pool {pool}): another run is using it",
+                phase=f"{step}: waiting for the {pool} pool",
+            )
         elif kind == "STEP_FAILURE":
             err = event.step_failure_data.error if event.step_failure_data else None
-            self._print(f"{step}: FAILED {err.message.strip() if err else ''}")
+            out.print(f"{step}: FAILED {err.message.strip() if err else ''}")
         elif kind == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
             if data is not None and not getattr(data, "passed", True):
                 key = data.asset_key.to_user_string()
-                self._print(f"{step}: check {data.check_name} on {key} did not pass")
+                out.print(f"{step}: check {data.check_name} on {key} did not pass")
 
 
 @dg.logger(None, description="Concise progress on stderr, for `finbot demo` and `finbot run`.")
 def finbot_progress(_init_context: dg.InitLoggerContext) -> logging.Logger:
     log = logging.getLogger(PROGRESS_LOGGER)
-    log.handlers = [_ProgressHandler(sys.stderr)]
-    log.setLevel(logging.INFO)
+    log.handlers = [_ProgressHandler(_current or _Progress(sys.stderr, verbose=False))]
+    log.setLevel(logging.DEBUG)
     log.propagate = False
     return log
 
@@ -123,6 +202,55 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     return released
 
 
+def _finished(status: dg.DagsterRunStatus) -> bool:
+    return status in (
+        dg.DagsterRunStatus.SUCCESS,
+        dg.DagsterRunStatus.FAILURE,
+        dg.DagsterRunStatus.CANCELED,
+    )
+
+
+def pool_wait_note(instance: dg.DagsterInstance, pool: str) -> str | None:
+    """If a run of this process waits for a slot of ``pool``, say who holds it; free the
+    slots of holders that are gone (finished, or a command-line run whose process died)."""
+    info = instance.event_log_storage.get_concurrency_info(pool)
+    mine = {
+        p.run_id
+        for p in info.pending_steps
+        if p.assigned_timestamp is None
+        and (run := instance.get_run_by_id(p.run_id)) is not None
+        and run.tags.get(PID_TAG) == str(os.getpid())
+    }
+    if not mine:
+        return None
+    notes = []
+    for slot in info.claimed_slots:
+        if slot.run_id in mine:
+            continue
+        holder = instance.get_run_by_id(slot.run_id)
+        pid = holder.tags.get(PID_TAG) if holder is not None else None
+        dead = (
+            holder is not None
+            and not _finished(holder.status)
+            and holder.tags.get(HOST_TAG) == socket.gethostname()
+            and pid is not None
+            and pid.isdigit()
+            and not _alive(int(pid))
+        )
+        if holder is None or _finished(holder.status) or dead:
+            if dead and holder is not None:
+                instance.report_run_failed(holder, f"the process running it (pid {pid}) is gone")
+            instance.event_log_storage.free_concurrency_slots_for_run(slot.run_id)
+            notes.append(f"reclaimed the slot of run {slot.run_id[:8]}, which is gone")
+            continue
+        where = f"pid {pid}" if pid else "launched by the daemon or the UI"
+        notes.append(
+            f"waiting for the '{pool}' slot held by run {slot.run_id[:8]} ({holder.job_name}, "
+            f"step {slot.step_key}, {holder.status.value.lower()}, {where})"
+        )
+    return "; ".join(notes) or f"waiting for a slot of the '{pool}' pool"
+
+
 def run_job(
     defs: dg.Definitions,
     job_name: str,
@@ -133,6 +261,7 @@ def run_job(
     fmt: str = HOUR_FMT,
     progress: bool = True,
     run_config: Mapping[str, Any] | None = None,
+    verbose: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Execute ``job_name`` over [first, last] as one run.
 
@@ -154,16 +283,33 @@ def run_job(
             range_tags = window_tags(first, last)
     elif job.partitions_def is not None:
         raise ValueError(f"{job_name} is partitioned: give the first and last partition")
-    result = job.execute_in_process(
-        instance=instance,
-        tags={
-            **range_tags,
-            PID_TAG: str(os.getpid()),
-            HOST_TAG: socket.gethostname(),
-        },
-        run_config=config,
-        raise_on_error=False,
+    from finbot_pipelines.defs.resources import WAREHOUSE_POOL
+
+    global _current
+    previous_env = os.environ.get(DBT_STDOUT_ENV)
+    os.environ[DBT_STDOUT_ENV] = "verbose" if verbose else "quiet"
+    progress_out = _Progress(
+        sys.stderr, verbose, on_beat=lambda: pool_wait_note(instance, WAREHOUSE_POOL)
     )
+    _current = progress_out
+    try:
+        with progress_out if progress else contextlib.nullcontext():
+            result = job.execute_in_process(
+                instance=instance,
+                tags={
+                    **range_tags,
+                    PID_TAG: str(os.getpid()),
+                    HOST_TAG: socket.gethostname(),
+                },
+                run_config=config,
+                raise_on_error=False,
+            )
+    finally:
+        _current = None
+        if previous_env is None:
+            os.environ.pop(DBT_STDOUT_ENV, None)
+        else:
+            os.environ[DBT_STDOUT_ENV] = previous_env
     notify_after_run(defs, instance, result.run_id)
     return result
 
@@ -197,3 +343,38 @@ def notify_after_run(defs: dg.Definitions, instance: dg.DagsterInstance, run_id:
             "(`finbot accounts list` shows each error and its fix)",
             file=sys.stderr,
         )
+
+
+_WRAPPER_PREFIXES = (
+    "dagster._core.errors.",
+    "dagster._core.definitions.events.Failure: ",
+    "dagster._core.definitions.events.",
+)
+
+
+def _innermost(err: Any) -> Any:
+    while getattr(err, "cause", None) is not None:
+        err = err.cause
+    return err
+
+
+def run_failure_cause(result: dg.ExecuteInProcessResult) -> str:
+    """The cause of a failed run in one line: the first failed step and its innermost error
+    (a `dg.Failure`'s description as written, else the exception's class and message)."""
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE" or event.step_failure_data is None:
+            continue
+        err = _innermost(event.step_failure_data.error)
+        if err is None:
+            return f"step {event.step_key} failed"
+        cls = str(getattr(err, "cls_name", "") or "")
+        message = str(err.message or "").strip()
+        for prefix in _WRAPPER_PREFIXES:
+            message = message.removeprefix(prefix)
+        message = message.removeprefix(f"{cls}: ") if cls == "Failure" else message
+        line = " ".join(message.split())
+        return f"{event.step_key}: {line[:600]}"
+    for event in result.all_events:
+        if event.event_type_value == "RUN_FAILURE":
+            return str(event.message or "the run failed")
+    return "the run failed"

@@ -19,7 +19,7 @@ from finbot_pipelines.config.paths import browser_executable
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
 from finbot_pipelines.config.vault import Vault, VaultError
 from finbot_pipelines.defs.ingest.checks import LATEST_FETCH_CHECK, latest_fetch_results
-from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS, naive_utc
+from finbot_pipelines.defs.partitions import HOUR_FMT, HOURLY_FRESHNESS, naive_utc
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.defs.window import impossible_hours
 from finbot_pipelines.providers.fetching import (
@@ -124,6 +124,36 @@ def outcome_rows(
     return fetch, subs, items
 
 
+def hour_outcome(
+    fetch: FetchRow, subs: Sequence[SubAccountRow], items: Sequence[ItemRow]
+) -> dict[str, Any]:
+    """One hour's outcome of one account: the metadata of that partition's materialisation."""
+    out: dict[str, Any] = {"status": fetch.status, "attempts": fetch.attempt}
+    if fetch.status == "success":
+        out["sub_accounts"] = len(subs)
+        out["items"] = len(items)
+        out["warnings"] = len(json.loads(fetch.warnings)) if fetch.warnings else 0
+    else:
+        out["error_code"] = fetch.error_code or ""
+        out["error_message"] = (fetch.error_message or "")[:500]
+    return out
+
+
+def record_hour_metadata(
+    context: dg.AssetExecutionContext,
+    account: LinkedAccount,
+    hours: Sequence[datetime],
+    outcomes: Mapping[datetime, Mapping[str, Any]],
+) -> None:
+    """Each hourly partition's metadata is that hour's outcome (not the run's totals)."""
+    key = ingest_key(account.id)
+    for hour in hours:
+        outcome = outcomes.get(hour) or {"status": "frozen" if account.frozen else "not fetched"}
+        context.add_asset_metadata(
+            dict(outcome), asset_key=key, partition_key=hour.strftime(HOUR_FMT)
+        )
+
+
 def warnings_json(outcome: FetchOutcome) -> str | None:
     """The warnings of a successful fetch as a JSON list of {code, message}."""
     if outcome.snapshot is None:
@@ -175,6 +205,7 @@ def iter_ingest_hours(
     hours: Sequence[datetime],
     stats: dict[str, Counter[str]],
     latest: dict[str, tuple[str, str | None]],
+    per_hour: dict[str, dict[datetime, dict[str, Any]]] | None = None,
 ) -> Iterator[str]:
     """Fetch and land every (hour, account); yield each account id once all its hours
     are landed, as soon as they are.
@@ -247,6 +278,10 @@ def iter_ingest_hours(
                 fetch, subs, items = outcome_rows(a, outcome)
                 if fetch.fetch_hour == newest:
                     latest[a.id] = (fetch.status, fetch.error_code)
+                if per_hour is not None:
+                    per_hour.setdefault(a.id, {})[fetch.fetch_hour] = hour_outcome(
+                        fetch, subs, items
+                    )
                 batch = batches[a.id]
                 batch.fetches.append(fetch)
                 batch.sub_accounts.extend(subs)
@@ -264,7 +299,7 @@ def iter_ingest_hours(
                 write_hour_batch(con, _merge(batches.values()))
             done = min(start + CHUNK_HOURS, len(hours))
             context.log.info(
-                f"progress: {done}/{len(hours)} hours landed "
+                f"progress: fetching and landing: {done}/{len(hours)} hours landed "
                 f"(up to {chunk[-1]:%Y-%m-%d %H:00} UTC; {len(accounts)} accounts; "
                 f"{failures} failed fetches in this chunk)"
             )
@@ -396,11 +431,18 @@ def build_ingest_assets(
         stats: dict[str, Counter[str]] = {}
         newest = hours[-1] if hours else None
         by_account = {a.id: a for a in selected}
+        per_hour: dict[str, dict[datetime, dict[str, Any]]] = {}
         # each account's materialisation and check as soon as its hours are landed
-        for account_id in iter_ingest_hours(
-            context, finbot, cfg_now, selected, hours, stats, latest
+        for recorded, account_id in enumerate(
+            iter_ingest_hours(context, finbot, cfg_now, selected, hours, stats, latest, per_hour)
         ):
             a = by_account[account_id]
+            if len(hours) > 1:
+                context.log.info(
+                    f"progress: recording: {len(hours)} hourly materialisations of '{a.id}' "
+                    f"({recorded + 1}/{len(selected)} accounts)"
+                )
+            record_hour_metadata(context, a, hours, per_hour.pop(a.id, {}))
             yield from account_results(a, len(hours), stats[a.id], newest, latest)
         # the latest-fetch checks, from raw.fetches: message, fix, ever succeeded
         if newest is not None and selected:

@@ -7,12 +7,18 @@ run, however many hours it rebuilds); the run's hours come from its tags
 and dbt's partial parsing is never invalidated.
 """
 
+import io
 import json
 import os
+import re
+import sys
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from importlib.metadata import version as installed_version
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -24,6 +30,7 @@ from dagster_dbt import (
 )
 from packaging.version import Version
 
+from finbot_pipelines.defs.automation.runs import DBT_STDOUT_ENV
 from finbot_pipelines.defs.market.assets import FX_COVERAGE_KEY, FX_RATES_KEY, UNIT_PRICES_KEY
 from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
@@ -112,6 +119,74 @@ class FinbotDbtCliResource(DbtCliResource):
         return None
 
 
+#: dbt's lines kept (without --verbose they are not printed) to explain a failed build
+TAIL_LINES = 400
+MAX_ERROR_LINES = 8
+_DBT_ERROR_RE = re.compile(r"\b(ERROR|FAIL|Error|Failure)\b")
+#: the pid the dbt launcher must be the child of (it exits when that process is gone)
+DBT_PARENT_ENV = "FINBOT_DBT_PARENT_PID"
+
+
+class _Tail(io.TextIOBase):
+    """A stdout that keeps dbt's last lines instead of printing them."""
+
+    def __init__(self, lines: deque[str]) -> None:
+        self.lines = lines
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        parts = (self._partial + text).split("\n")
+        self._partial = parts.pop()
+        self.lines.extend(p for p in parts if p.strip())
+        return len(text)
+
+
+@contextmanager
+def dbt_stdout(quiet: bool) -> Iterator[deque[str]]:
+    """Around the dbt stream: dagster-dbt prints each dbt event to stdout. Quiet (the CLI
+    without --verbose) keeps them in a bounded tail instead, for the failure message."""
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    if not quiet:
+        yield tail
+        return
+    saved = sys.stdout
+    sys.stdout = _Tail(tail)
+    try:
+        yield tail
+    finally:
+        sys.stdout = saved
+
+
+def write_dbt_launcher(directory: Path, dbt: str) -> Path:
+    """An executable that runs ``dbt`` so that it dies with the process that started it
+    (Linux's parent-death signal): a run killed with SIGKILL leaves no dbt holding the
+    warehouse lock. Rewritten only when its content changes."""
+    text = (
+        f"#!{sys.executable}\n"
+        "# written by finbot (defs/transform/assets.py): dbt dies with the run that started it\n"
+        "import ctypes, os, signal, sys\n"
+        "try:\n"
+        "    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)\n"
+        "except (OSError, AttributeError):\n"
+        "    pass\n"
+        f"parent = os.environ.get({DBT_PARENT_ENV!r}, '')\n"
+        "if parent.isdigit() and os.getppid() != int(parent):\n"
+        "    sys.exit('finbot: the run that started dbt is gone')\n"
+        f"os.execv({dbt!r}, [{dbt!r}, *sys.argv[1:]])\n"
+    )
+    path = directory / "dbt-launcher"
+    if not path.exists() or path.read_text() != text:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(text)
+        tmp.chmod(0o700)
+        os.replace(tmp, path)
+    return path
+
+
 #: the op (and step) name of the dbt assets
 DBT_STEP = "finbot_dbt"
 
@@ -172,6 +247,10 @@ def build_dbt_assets(ingest_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
             + (f": {why}" if why else "")
         )
         os.environ["FINBOT_WAREHOUSE"] = str(paths.warehouse)
+        os.environ[DBT_PARENT_ENV] = str(os.getpid())  # the launcher dies with this process
+        quiet = os.environ.get(DBT_STDOUT_ENV) == "quiet"
+        # colour codes only for a terminal (not in compute logs, pipes or cron mail)
+        os.environ["DBT_USE_COLORS"] = "true" if not quiet and sys.stdout.isatty() else "false"
         # dbt unit tests check the SQL, not the data: the test suite runs them
         # (test_dbt_marts); every hourly build runs the data tests only.
         args = ["build", "--exclude-resource-type", "unit_test"]
@@ -182,13 +261,17 @@ def build_dbt_assets(ingest_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
             invocation = dbt.cli(
                 args, context=context, target_path=paths.dbt_target, raise_on_error=False
             )
-            yield from invocation.stream()
+            with dbt_stdout(quiet) as tail:
+                yield from invocation.stream()
         finally:
             with finbot.warehouse() as con:
                 clear_build_window(con)
         if not invocation.is_successful():
+            errors = [line for line in tail if _DBT_ERROR_RE.search(line)][-MAX_ERROR_LINES:]
             raise dg.Failure(
-                description="dbt build failed: see the failing models and checks above."
+                description="dbt build failed"
+                + (": " + " | ".join(errors) if errors else ": see the failing models and checks")
+                + "."
                 + missing_fx_pairs_note(finbot)
             )
         with finbot.warehouse() as con:
