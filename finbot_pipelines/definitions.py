@@ -48,6 +48,15 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
+def dbt_launcher() -> str:
+    """dbt through the launcher that makes it die with its run, written beside dbt in this
+    environment (not in the home); plain dbt where that folder cannot be written."""
+    try:
+        return str(write_dbt_launcher(Path(DBT_EXECUTABLE).parent, DBT_EXECUTABLE))
+    except OSError:
+        return DBT_EXECUTABLE
+
+
 def build_definitions(home: str | None = None) -> dg.Definitions:
     paths = HomePaths.resolve(home)
     private_umask()  # private by default: see config/home.py
@@ -86,7 +95,7 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
             "dbt": FinbotDbtCliResource(
                 project_dir=str(dbt_project.project_dir),
                 profiles_dir=str(dbt_project.profiles_dir),
-                dbt_executable=str(write_dbt_launcher(paths.dbt_target, DBT_EXECUTABLE)),
+                dbt_executable=dbt_launcher(),
             ),
         },
     )

@@ -129,3 +129,21 @@ def _no_leaked_defs_state_storage() -> None:
     from dagster._core.storage.defs_state.base import _current_storage
 
     _current_storage.set(None)
+
+
+#: what `finbot`'s main() and run_job set in os.environ for the rest of the process
+_PROCESS_ENV = ("FINBOT_HOME", "DAGSTER_HOME", "FINBOT_DBT_STDOUT", "DBT_USE_COLORS")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_process_env() -> Iterator[None]:
+    """A command invoked through CliRunner sets FINBOT_HOME (and DAGSTER_HOME) for the
+    process, as it should for a real command; a later test in the same worker must not
+    build its definitions from that home."""
+    saved = {name: os.environ.get(name) for name in _PROCESS_ENV}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

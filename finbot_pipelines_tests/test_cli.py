@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -243,10 +244,20 @@ def test_a_production_dagster_yaml_is_never_overwritten(tmp_path: Path) -> None:
     paths = HomePaths(tmp_path)
     ensure_dagster_home(paths)
     dst = paths.dagster_home / "dagster.yaml"
-    assert dst.read_bytes() == (REPO_ROOT / "dagster.yaml").read_bytes()
+    # the repository's file, naming this instance's folder for its storage
+    template = (REPO_ROOT / "dagster.yaml").read_text()
+    expected = template.replace("@DAGSTER_HOME@", str(paths.dagster_home.resolve()))
+    assert "@DAGSTER_HOME@" in template and dst.read_text() == expected
     dst.write_text(dst.read_text() + "\n# an older embedded copy\n")
     ensure_dagster_home(paths)  # refreshed
-    assert dst.read_bytes() == (REPO_ROOT / "dagster.yaml").read_bytes()
+    assert dst.read_text() == expected
+    moved = HomePaths(tmp_path / "moved")
+    moved.home.mkdir()
+    shutil.copytree(paths.dagster_home, moved.dagster_home)
+    ensure_dagster_home(moved)  # a moved home's copy names its new folder
+    assert (moved.dagster_home / "dagster.yaml").read_text() == template.replace(
+        "@DAGSTER_HOME@", str(moved.dagster_home.resolve())
+    )
     dst.write_text("storage:\n  postgres: {}\n")
     ensure_dagster_home(paths)  # left alone
     assert dst.read_text() == "storage:\n  postgres: {}\n"

@@ -109,15 +109,24 @@ def ensure_dagster_home(paths: HomePaths) -> None:
     other dagster.yaml there (a production one, say) is never touched.
     """
     paths.dagster_home.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
-    src = REPO_ROOT / "dagster.yaml"
     dst = paths.dagster_home / "dagster.yaml"
+    wanted = embedded_dagster_yaml(paths.dagster_home)
     stale_copy = (
-        dst.exists()
-        and dst.read_bytes() != src.read_bytes()
-        and dst.read_text().startswith(EMBEDDED_MARKER)
+        dst.exists() and dst.read_bytes() != wanted and dst.read_text().startswith(EMBEDDED_MARKER)
     )
     if not dst.exists() or stale_copy:
-        atomic_write_bytes(dst, src.read_bytes(), FILE_MODE)
+        atomic_write_bytes(dst, wanted, FILE_MODE)
+
+
+#: where the repository's dagster.yaml names the instance folder (its copy names it)
+DAGSTER_HOME_PLACEHOLDER = "@DAGSTER_HOME@"
+
+
+def embedded_dagster_yaml(dagster_home: Path) -> bytes:
+    """The repository's dagster.yaml for the instance in ``dagster_home`` (a moved home's
+    copy is rewritten by the next command, as a changed repository's is)."""
+    text = (REPO_ROOT / "dagster.yaml").read_text()
+    return text.replace(DAGSTER_HOME_PLACEHOLDER, str(dagster_home.resolve())).encode()
 
 
 def demo_config_text(now: datetime | None = None, days: int = DEMO_DAYS) -> str:

@@ -122,5 +122,10 @@ class FinbotSqliteStorage(DagsterSqliteStorage):
         cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
     ) -> FinbotSqliteStorage:
         base_dir = str(config_value["base_dir"])
+        if "@" in base_dir or not os.path.isabs(base_dir):
+            raise ValueError(
+                f"storage base_dir {base_dir!r} is not a folder: this dagster.yaml is the "
+                "repository's template; finbot and finbotctl write its copy into $DAGSTER_HOME"
+            )
         os.makedirs(base_dir, exist_ok=True)
         return cls(base_dir, inst_data=inst_data)

@@ -15,7 +15,7 @@ from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.warehouse.backup import BackupError, WarehouseLost, write_backup
 
 BACKUP_JOB = "finbot_backup"
-BACKUP_STEP = "finbot_backup"
+BACKUP_STEP = "finbot_backup_op"  # not the job's name: Dagster wants op and graph names apart
 
 
 class BackupConfig(dg.Config):

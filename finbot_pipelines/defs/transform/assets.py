@@ -177,7 +177,7 @@ def write_dbt_launcher(directory: Path, dbt: str) -> Path:
         "    sys.exit('finbot: the run that started dbt is gone')\n"
         f"os.execv({dbt!r}, [{dbt!r}, *sys.argv[1:]])\n"
     )
-    path = directory / "dbt-launcher"
+    path = directory / "finbot-dbt-launcher"
     if not path.exists() or path.read_text() != text:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
