@@ -9,6 +9,7 @@ credentials (an expired token). Expected texts are written here from the contrac
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -300,6 +301,8 @@ def test_an_enabled_account_never_fetched_shows_too(home: Home, tmp_path: Path) 
     out = HomePaths(tmp_path)
     out.published.parent.mkdir(parents=True, exist_ok=True)
     out.published.write_bytes(home.paths.published.read_bytes())
+    # the catalog names its Parquet files relative to the home: copy them too
+    shutil.copytree(home.paths.home / "published", out.home / "published")
     [written] = write_reports(
         out, profile_names={"me": "Me"}, configured=[*cfg.linked_accounts, extra]
     )

@@ -185,7 +185,7 @@ def test_static_source_never_calls_out() -> None:
         ("unit_prices: {GBP: {USD: 1.2}}", "unit_prices.GBP: expected a non-ISO unit code"),
         ("unit_prices: {BTC: {USD: 1, EUR: 2}}", "unit_prices.BTC: expected one {currency"),
         ("unit_prices: {BTC: {usd: 1}}", "unit_prices.BTC.usd: expected an ISO 4217"),
-        ("unit_prices: {BTC: {USD: 0}}", "unit_prices.BTC.USD: expected a price > 0"),
+        ("unit_prices: {BTC: {USD: 0}}", "unit_prices.BTC.USD: expected a finite price > 0"),
         ("unit_prices: {btc: {USD: 1}}", "unit_prices.btc: expected a non-ISO unit code"),
         ("coingecko_ids: {XYZ: 'Not An Id'}", "coingecko_ids.XYZ: expected a CoinGecko coin id"),
         ("unit_price_source: kraken", "unit_price_source: expected 'coingecko' or 'static'"),
