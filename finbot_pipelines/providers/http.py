@@ -90,6 +90,15 @@ _SENSITIVE_PAIR_RE = re.compile(
     rf"|\b(?:authorization|proxy-authorization|cookie|set-cookie|[\w-]*api-?(?:key|sign)|"
     rf"x-[\w-]*(?:key|token|secret|signature|auth)[\w-]*)(?P<sep3>:\s*))" + _PAIR_VALUE
 )
+_GLUED = r"[A-Za-z0-9+/_%-]*"
+_GLUED_RE = re.compile(rf"{_GLUED}\*\*\*(?:{_GLUED}\*\*\*)*{_GLUED}={{0,2}}")
+#: where a server's message starts quoting the request back: a request header, a form field
+_ECHO_START_RE = re.compile(
+    r"(?i)\b(?:host|user-agent|accept(?:-encoding|-language)?|connection|content-(?:length|type)|"
+    r"cookie|authorization|origin|referer|x-[\w-]+|api-[\w-]+|plaid-[\w-]+|body|"
+    r"grant_type|assertion|nonce|timestamp|signature|client_id|client_secret|username|"
+    r"password)\s*[:=]"
+)
 _BEARER_RE = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 #: a JSON Web Token (three base64url parts, the first one ``{"...``)
 _JWT_RE = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
@@ -237,7 +246,9 @@ class Masker:
         out = _BEARER_RE.sub(lambda m: f"{m.group(1)} {MASK}", out)
         out = _JWT_RE.sub(MASK, out)
         out = _SENSITIVE_PAIR_RE.sub(_mask_pair, out)
-        return out
+        # what is left of a base64 or URL text around a masked part (the bits of its first
+        # and last characters) goes too
+        return _GLUED_RE.sub(MASK, out)
 
 
 def _mask_pair(m: re.Match[str]) -> str:
@@ -342,6 +353,12 @@ def _error_parts(body: Any) -> tuple[list[str], list[str]]:
     return codes, messages
 
 
+def without_echo(text: str) -> str:
+    """``text`` up to where it starts quoting the request back (its headers, its form)."""
+    m = _ECHO_START_RE.search(text)
+    return text if m is None else text[: m.start()].rstrip() + " …"
+
+
 def body_text(text: str) -> str:
     """The readable text of an answer: tags, scripts and styles of an HTML page removed,
     character references decoded, whitespace collapsed."""
@@ -354,18 +371,37 @@ def upstream_detail(text: object, mask: Masker, limit: int = MAX_QUOTED_CHARS) -
     """What an error message may quote of an upstream answer (or of a library's message
     quoting one): from a JSON error body, its error codes and its human message only
     (never the rest: a server may echo the request, its headers or its credentials);
-    otherwise a bounded excerpt of its readable text. Masked (:class:`Masker`) before
+    from an HTML page, its title and first heading; otherwise a bounded excerpt of its
+    readable text. Masked (:class:`Masker`) before
     it is cut, so a cut never leaves part of a secret."""
     raw = str(text or "")
     lead, parsed = _json_in(raw) if ("{" in raw or "[" in raw) else ("", None)
     if parsed is not None:
         codes, messages = _error_parts(parsed)
         parts = ["/".join(codes)] if codes else []
-        parts += [body_text(m) for m in messages[:2]]
+        parts += [without_echo(body_text(m)) for m in messages[:2]]
         detail = ": ".join(p for p in parts if p) or "no error code or message"
         lead = mask(_lead(lead))
         return shorten(f"{lead} {mask(detail)}" if lead else mask(detail), limit)
-    return shorten(mask(body_text(raw)), min(limit, MAX_EXCERPT_CHARS))
+    heading = _page_heading(raw)
+    excerpt = heading or without_echo(body_text(raw))
+    return shorten(mask(excerpt), min(limit, MAX_EXCERPT_CHARS))
+
+
+_HEADING_RE = re.compile(r"<(title|h1)\b[^>]*>(.*?)</\1\s*>", re.DOTALL | re.IGNORECASE)
+
+
+def _page_heading(text: str) -> str:
+    """The title and first heading of an HTML page (an error page says what failed there;
+    the rest of it may echo the request)."""
+    parts: list[str] = []
+    for m in _HEADING_RE.finditer(text):
+        part = body_text(m.group(2))
+        if part and not any(part in p for p in parts):
+            parts.append(part)
+        if len(parts) == 2:
+            break
+    return ": ".join(parts)
 
 
 def error_for_status(
