@@ -90,8 +90,9 @@ _SENSITIVE_PAIR_RE = re.compile(
     rf"|\b(?:authorization|proxy-authorization|cookie|set-cookie|[\w-]*api-?(?:key|sign)|"
     rf"x-[\w-]*(?:key|token|secret|signature|auth)[\w-]*)(?P<sep3>:\s*))" + _PAIR_VALUE
 )
-_GLUED = r"[A-Za-z0-9+/_%-]*"
-_GLUED_RE = re.compile(rf"{_GLUED}\*\*\*(?:{_GLUED}\*\*\*)*{_GLUED}={{0,2}}")
+#: the last 1-3 characters of a base64 text after a masked credential: they still encode
+#: the bits of its last characters
+_GLUED_RE = re.compile(r"\*\*\*[A-Za-z0-9+/_-]{1,3}={0,2}(?![A-Za-z0-9+/_=-])")
 #: where a server's message starts quoting the request back: a request header, a form field
 _ECHO_START_RE = re.compile(
     r"(?i)\b(?:host|user-agent|accept(?:-encoding|-language)?|connection|content-(?:length|type)|"
@@ -246,8 +247,7 @@ class Masker:
         out = _BEARER_RE.sub(lambda m: f"{m.group(1)} {MASK}", out)
         out = _JWT_RE.sub(MASK, out)
         out = _SENSITIVE_PAIR_RE.sub(_mask_pair, out)
-        # what is left of a base64 or URL text around a masked part (the bits of its first
-        # and last characters) goes too
+        # what is left of a base64 text after a masked part goes too
         return _GLUED_RE.sub(MASK, out)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -68,16 +69,8 @@ def echo_page(
 
 
 def _lower_escapes(text: str) -> str:
-    out = []
-    i = 0
-    while i < len(text):
-        if text[i] == "%" and i + 2 < len(text) + 0:
-            out.append(text[i : i + 3].lower())
-            i += 3
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
+    """``text`` with its percent escapes in lower case (``%2b``), as some servers write them."""
+    return re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
 
 
 def _char_refs(text: str) -> str:
