@@ -10,6 +10,7 @@ an error message.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import math
@@ -206,6 +207,37 @@ def _expanded(secrets: Iterable[str]) -> set[str]:
     return out
 
 
+#: a secret longer than this (a whole key file) is matched in its plain, URL-encoded and
+#: JSON forms only; its lines (a PEM key's) are secrets of their own
+_MAX_PATTERN_CHARS = 256
+
+
+def _whole_forms(secret: str) -> set[str]:
+    return {secret, quote(secret, safe=""), quote_plus(secret, safe=""), json.dumps(secret)[1:-1]}
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_regex(secret: str) -> re.Pattern[str]:
+    """The regex of every form of ``secret`` (built once per secret: a fetch makes a masker
+    for its credentials each time)."""
+    if len(secret) > _MAX_PATTERN_CHARS:
+        patterns = {re.escape(f) for f in _whole_forms(secret)}
+    else:
+        patterns = {"".join(_char_pattern(c) for c in secret)}
+        for core in _base64_cores(secret.encode()):
+            if len(core) >= MIN_SECRET_CHARS:
+                patterns.add("".join(_char_pattern(c) for c in core))
+        patterns |= {re.escape(secret.encode().hex()), re.escape(secret.encode().hex().upper())}
+    return re.compile("|".join(sorted(patterns, key=len, reverse=True)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _literal_forms(secret: str) -> frozenset[str]:
+    if len(secret) > _MAX_PATTERN_CHARS:
+        return frozenset(_whole_forms(secret))
+    return frozenset(encoded_forms(secret))
+
+
 class Masker:
     """Replaces every credential value found in a text by ``***``, in its plain and
     encoded forms (any mix, per character, of URL escapes in either case and encoded
@@ -215,19 +247,11 @@ class Masker:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = frozenset(_expanded(secrets))
-        patterns: set[str] = set()
-        literal: set[str] = set()
-        for s in self._secrets:
-            literal |= encoded_forms(s)
-            patterns.add("".join(_char_pattern(c) for c in s))
-            for core in _base64_cores(s.encode()):
-                if len(core) >= MIN_SECRET_CHARS:
-                    patterns.add("".join(_char_pattern(c) for c in core))
-            for h in (s.encode().hex(), s.encode().hex().upper()):
-                patterns.add(re.escape(h))
-        self.forms: tuple[str, ...] = tuple(sorted(literal, key=len, reverse=True))
-        ordered = sorted(patterns, key=len, reverse=True)
-        self._re = re.compile("|".join(ordered)) if ordered else None
+        ordered = sorted(self._secrets, key=len, reverse=True)  # a longer one first
+        self._regexes = [_secret_regex(s) for s in ordered]
+        self.forms: tuple[str, ...] = tuple(
+            sorted({f for s in ordered for f in _literal_forms(s)}, key=len, reverse=True)
+        )
 
     @property
     def secrets(self) -> frozenset[str]:
@@ -239,8 +263,8 @@ class Masker:
 
     def __call__(self, text: object) -> str:
         out = str(text)
-        if self._re is not None:
-            out = self._re.sub(MASK, out)
+        for regex in self._regexes:
+            out = regex.sub(MASK, out)
         out = _PEM_RE.sub("-----" + MASK + "-----", out)
         out = _QUERY_RE.sub(r"\1?…", out)
         out = _REL_QUERY_RE.sub("?…", out)
