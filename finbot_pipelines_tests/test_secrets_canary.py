@@ -1,17 +1,51 @@
-"""Canary credentials through a real pipeline with failures: they must leak nowhere.
+"""Canary credentials through the real pipeline: they must leak nowhere, in no form.
 
-A test provider receives canary credentials from the vault and, on some hours,
-fails with messages that quote them (as a careless library would). After the
-runs, no file under FINBOT_HOME but the vault holds them, no table (warehouse,
-published marts) nor Dagster event holds them, and neither does the output.
+Two homes, each run through the real pipeline (a vault, the CLI, Dagster in-process):
+
+- a test provider that fails with messages quoting its canary credentials (as a
+  careless library would), over six past hours;
+- one linked account per provider kind on an *echoing* upstream, a fake speaking
+  the real wire protocol that answers every call with an error quoting the request
+  back (headers, body, signed query) and the credentials it knows, URL-encoded,
+  in lower-case percent escapes, encoded twice, base64, ``\\u`` escapes, an HTML page
+  (see ``fakes/echo.py``): Plaid (a JSON error and a gateway's HTML page), Kraken
+  and Binance through ccxt (API key in a header, signed body / query), Google
+  Sheets (the token endpoint echoing the signed grant and the key; the API echoing
+  the bearer token), the Aegon portal in Chromium (the login form echoed in the
+  page), over the two newest hours, with a failure notification to a local sink.
+
+Then every file under FINBOT_HOME but the vault (Dagster's SQLite storage, compute
+logs, dbt logs, the warehouse, the published DuckDB and Parquet files, reports), every
+table of the warehouse and of the published file, every Dagster event, the CLI's
+output, the process's stdout/stderr, the notification payloads and the portal page
+as it was when its failure screenshot was taken are scanned for every canary in every
+encoded form. The scan (:func:`leaks`) is derived here, independently of the
+masker, and is stronger than it: it decodes what it reads (URL escapes, HTML
+references, JSON escapes, base64 at every offset, hex, nested) before it looks.
+
+CoinGecko gets no echo: the pipeline calls it without an API key (there is no key
+in the config), so there is no credential for it to echo.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import html
 import json
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, quote_plus, unquote, unquote_plus
 
 import dagster as dg
 import duckdb
@@ -40,8 +74,347 @@ from finbot_pipelines.providers.contract import (
     SubAccount,
     TransientError,
 )
-from finbot_pipelines.warehouse.queries import connect_published
-from finbot_pipelines_tests.conftest import ensure_dbt_manifest
+from finbot_pipelines.providers.http import Masker, upstream_detail
+from finbot_pipelines_tests.conftest import SHARED_DATA, ensure_dbt_manifest
+
+# --------------------------------------------------------------------------- the scan
+
+#: the shortest run of hex characters the scan decodes (base64: 4 more); a canary is longer
+_MIN_RUN = 8
+#: the literal forms are looked for in texts up to this size (larger ones: their decodings)
+_MAX_LITERAL_SCAN = 1_000_000
+_B64_RUN = re.compile(rf"[A-Za-z0-9+/_-]{{{_MIN_RUN + 4},}}={{0,2}}")
+_HEX_RUN = re.compile(rf"(?:[0-9a-fA-F]{{2}}){{{_MIN_RUN // 2},}}")
+_UNICODE_ESCAPE = re.compile(r"\\+u([0-9a-fA-F]{4})")
+_CHAR_ESCAPE = re.compile(r"\\+([\"/\\'])")
+#: nested encodings the scan undoes (base64 of a URL-encoded form, ...), by the size of
+#: the text (a large file is decoded less deep: its decodings are searched all the same)
+_DEPTHS = ((256_000, 3), (4_000_000, 2))
+
+
+_TEXT_BYTES = bytes(range(32, 127)) + b"\t\n\r"
+
+
+def _printable(raw: bytes) -> str | None:
+    """``raw`` as text if it mostly reads as text (what an encoded credential decodes to,
+    maybe with the bytes around it), else None: random bytes are not decoded further."""
+    if not raw or len(raw.translate(None, _TEXT_BYTES)) > 0.25 * len(raw):
+        return None
+    return raw.decode("utf-8", "replace")
+
+
+def _b64_decodings(text: str) -> str:
+    """Every base64-looking run of ``text`` decoded at each of the 4 offsets, standard
+    and URL-safe alphabets, the decodings that read as text joined."""
+    out: list[str] = []
+    for m in _B64_RUN.finditer(text):
+        run = m.group(0).rstrip("=")
+        if run.islower() or run.isupper() or run.isdigit():
+            continue  # a word, a constant, a number: base64 of a credential mixes cases
+        run = run.replace("-", "+").replace("_", "/")
+        for offset in range(4):
+            part = run[offset:]
+            part = part[: len(part) - len(part) % 4] if len(part) % 4 == 1 else part
+            try:
+                raw = base64.b64decode(part + "=" * (-len(part) % 4))
+            except (binascii.Error, ValueError):
+                continue
+            decoded = _printable(raw)
+            if decoded:
+                out.append(decoded)
+    return "\n".join(out)
+
+
+def _hex_decodings(text: str) -> str:
+    out = []
+    for m in _HEX_RUN.finditer(text):
+        for offset in (0, 1):
+            run = m.group(0)[offset:]
+            decoded = _printable(bytes.fromhex(run[: len(run) - len(run) % 2]))
+            if decoded:
+                out.append(decoded)
+    return "\n".join(out)
+
+
+def _json_unescaped(text: str) -> str:
+    text = _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    text = _CHAR_ESCAPE.sub(lambda m: m.group(1), text)
+    return text.replace("\\n", "\n").replace("\\r", "\r").replace("\\t", "\t")
+
+
+#: each decoder, and a character without which it changes nothing
+_DECODERS: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("%", unquote),
+    ("+", unquote_plus),
+    ("&", html.unescape),
+    ("\\", _json_unescaped),
+    ("", _b64_decodings),
+    ("", _hex_decodings),
+)
+
+
+def _views(text: str) -> list[str]:
+    """``text`` and what every nesting of the decoders makes of it."""
+    depth = next((d for limit, d in _DEPTHS if len(text) <= limit), 1)
+    seen = [text]
+    frontier = [text]
+    for _ in range(depth):
+        nxt = []
+        for t in frontier:
+            for trigger, decode in _DECODERS:
+                if trigger and trigger not in t:
+                    continue
+                d = decode(t)
+                if d and d != t and d not in seen:
+                    seen.append(d)
+                    nxt.append(d)
+        frontier = nxt
+    return seen
+
+
+def _base64_cores(data: bytes) -> set[str]:
+    """What base64 of any text holding ``data`` contains whatever the alignment."""
+    cores = set()
+    for k in range(3):
+        enc = base64.b64encode(bytes(k) + data).decode().rstrip("=")
+        lead = (8 * k + 5) // 6
+        tail = 1 if (k + len(data)) % 3 else 0
+        core = enc[lead : len(enc) - tail]
+        cores |= {core, core.replace("+", "-").replace("/", "_")}
+    return cores
+
+
+def forms(canary: str) -> set[str]:
+    """The literal texts a client or a server writes ``canary`` as (the scan also
+    decodes, so these are what a decoding could miss: alignments, partial escapes)."""
+    out = {
+        canary,
+        quote(canary, safe=""),
+        quote(canary),
+        quote_plus(canary),
+        quote(quote(canary, safe=""), safe=""),
+        json.dumps(canary)[1:-1],
+        json.dumps(canary)[1:-1].replace("/", "\\/"),
+        "".join(c if c.isalnum() else f"\\u{ord(c):04x}" for c in canary),
+        html.escape(canary),
+        "".join(c if c.isalnum() else f"&#{ord(c)};" for c in canary),
+        "".join(c if c.isalnum() else f"&#x{ord(c):X};" for c in canary),
+        canary.encode().hex(),
+        canary.encode().hex().upper(),
+        *_base64_cores(canary.encode()),
+    }
+    out |= {re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), f) for f in set(out)}
+    return {f for f in out if len(f) >= 6}
+
+
+def leaks(data: str | bytes, canaries: Iterable[str]) -> list[str]:
+    """The canaries ``data`` holds, in any form (plain, encoded, nested encodings)."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    views = _views(text)
+    literal = len(text) <= _MAX_LITERAL_SCAN
+    found = []
+    for canary in canaries:
+        if any(canary in view for view in views) or (
+            literal and any(f in text for f in forms(canary))
+        ):
+            found.append(canary)
+    return found
+
+
+def assert_no_leak(where: str, data: str | bytes, canaries: Iterable[str]) -> None:
+    found = leaks(data, canaries)
+    assert not found, f"{found} found in {where}"
+
+
+# --------------------------------------------------------------------------- unit checks
+
+#: canaries with every character class an encoder treats apart
+SAMPLES = (
+    "CNRY+plaid/secret=7f3a",
+    "Cnry P@ss/w0rd=9e&x<y>'\"",
+    "cnry-tok_9b2e6c0f4a7d",
+    "cnry€ünïcode-4d1f",
+)
+
+
+def _encoders(user: str = "user") -> dict[str, Callable[[str], str]]:
+    """What clients and servers do to a credential, each derived here on its own."""
+    return {
+        "plain": lambda s: s,
+        "quote": lambda s: quote(s, safe=""),
+        "quote keeps /": lambda s: quote(s),
+        "quote_plus": lambda s: quote_plus(s),
+        "lower-case escapes": lambda s: re.sub(
+            "%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(s, safe="")
+        ),
+        "encoded twice": lambda s: quote(quote(s, safe=""), safe=""),
+        "json": lambda s: json.dumps(s),
+        "json ascii": lambda s: json.dumps(s, ensure_ascii=True),
+        "json escaped slashes": lambda s: json.dumps(s).replace("/", "\\/"),
+        "unicode escapes": lambda s: "".join(
+            c if c.isalnum() and c.isascii() else f"\\u{ord(c):04x}" for c in s
+        ),
+        "json in json": lambda s: json.dumps(json.dumps({"secret": s})),
+        "html": lambda s: html.escape(s),
+        "html decimal refs": lambda s: "".join(c if c.isalnum() else f"&#{ord(c)};" for c in s),
+        "html hex refs": lambda s: "".join(c if c.isalnum() else f"&#x{ord(c):x};" for c in s),
+        "basic auth": lambda s: base64.b64encode(f"{user}:{s}".encode()).decode(),
+        "basic auth, 1 byte before": lambda s: base64.b64encode(f"u:{s}".encode()).decode(),
+        "basic auth, 2 bytes before": lambda s: base64.b64encode(f"us:{s}".encode()).decode(),
+        "base64 url-safe": lambda s: base64.urlsafe_b64encode(f"x{s}".encode()).decode(),
+        "base64 then url-encoded": lambda s: quote(
+            base64.b64encode(f"{user}:{s}".encode()).decode(), safe=""
+        ),
+        "hex": lambda s: s.encode().hex(),
+    }
+
+
+@pytest.mark.parametrize("encoding", list(_encoders()))
+@pytest.mark.parametrize("canary", SAMPLES)
+def test_the_scan_finds_and_the_masker_removes_every_encoding(canary: str, encoding: str) -> None:
+    encoded = _encoders()[encoding](canary)
+    quoted = f"GET /v1?a=1 failed: answer {{'echo': '{encoded}'}} end"
+    assert leaks(quoted, [canary]) == [canary], (encoding, quoted)
+    masked = Masker([canary])(quoted)
+    assert leaks(masked, [canary]) == [], (encoding, masked)
+    assert masked.endswith(" end")  # the rest of the text stays
+
+
+def test_upstream_details_keep_the_error_and_drop_the_echo() -> None:
+    mask = Masker(["CNRY+plaid/secret=7f3a"])
+    echo = {"headers": {"Authorization": "Bearer ya29.unknown-token"}, "body": "x=1"}
+    plaid = json.dumps(
+        {
+            "error_type": "INVALID_REQUEST",
+            "error_code": "INVALID_FIELD",
+            "error_message": "bad secret CNRY%2Bplaid%2Fsecret%3D7f3a",
+            "echo": echo,
+        }
+    )
+    assert upstream_detail(plaid, mask) == "INVALID_REQUEST/INVALID_FIELD: bad secret ***"
+    google = json.dumps({"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED",
+                                   "details": [echo]}})  # fmt: skip
+    assert upstream_detail(google, mask) == "403/PERMISSION_DENIED: denied"
+    ccxt_text = (
+        "binance GET http://127.0.0.1:9/api/v3/account?timestamp=1&signature=ab12 400 "
+        'Bad Request {"code":-1022,"msg":"Signature not valid","echo":{"X-MBX-APIKEY":"k"}}'
+    )
+    assert upstream_detail(ccxt_text, mask) == (
+        "binance GET /api/v3/account 400 Bad Request -1022: Signature not valid"
+    )
+    kraken = 'kraken {"error":["EAPI:Invalid key"],"echo":{"API-Key":"k","API-Sign":"s"}}'
+    assert upstream_detail(kraken, mask) == "kraken EAPI:Invalid key"
+    # an HTML page: its title and first heading, never the rest (it may echo the request)
+    page = (
+        "<html><head><title>502 Bad Gateway</title></head><body><h1>Upstream error</h1>"
+        "<p>Authorization: Bearer abcdefgh12345</p></body></html>"
+    )
+    assert upstream_detail(page, mask) == "502 Bad Gateway: Upstream error"
+    # other text: a bounded excerpt, tags removed, up to where it quotes the request
+    text = "<p>Service unavailable</p>" + "<p>retry later</p>" * 100
+    detail = upstream_detail(text, mask)
+    assert detail.startswith("Service unavailable retry later retry later")
+    assert len(detail) <= 120
+    echo = "Service unavailable for GET /v1 with Authorization: Bearer abcdefgh12345 Host: x"
+    assert upstream_detail(echo, mask) == "Service unavailable for GET /v1 with …"
+    # an unknown bearer token or Basic credentials are cut wherever they are quoted
+    assert Masker()("the token Bearer abcdefgh12345 expired") == "the token Bearer *** expired"
+
+
+# --------------------------------------------------------------------------- scanning a home
+
+
+def _table_values(db: Path) -> list[str]:
+    """Every value of every table and view of a DuckDB file, as text (DuckDB may
+    compress strings on disk: read them back)."""
+    out: list[str] = []
+    with duckdb.connect(str(db), read_only=True) as con:
+        # the published views name their files relative to the home
+        con.execute("set file_search_path = ?", [str(db.resolve().parent)])
+        tables = con.execute(
+            "select schema_name, table_name from duckdb_tables() where not internal "
+            "union select schema_name, view_name from duckdb_views() where not internal"
+        ).fetchall()
+        for schema, table in tables:
+            try:
+                rows = con.execute(f'select * from "{schema}"."{table}"').fetchall()
+            except duckdb.Error:
+                continue  # a view over files a newer catalog replaced
+            out += [str(v) for row in rows for v in row if v is not None]
+    return out
+
+
+def _parquet_values(path: Path) -> list[str]:
+    with duckdb.connect() as con:
+        rows = con.execute("select * from read_parquet(?)", [str(path)]).fetchall()
+    return [str(v) for row in rows for v in row if v is not None]
+
+
+def _dagster_events(paths: HomePaths) -> list[str]:
+    out = []
+    with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
+        for run in instance.get_runs():
+            out.append(json.dumps(dg.serialize_value(run)))
+            for event in instance.all_logs(run.run_id):
+                out.append(json.dumps(dg.serialize_value(event)))
+    return out
+
+
+def scan_home(home: Path, canaries: list[str]) -> int:
+    """Assert no canary, in any form, in any file of ``home`` but the vault, nor in
+    any table, Parquet file or Dagster event; return how many files were read."""
+    paths = HomePaths(home)
+    checked = 0
+    clean: set[str] = set()  # the digests of the contents already scanned (report copies)
+    for f in sorted(home.rglob("*")):
+        if not f.is_file() or f in (paths.vault, paths.key_file):
+            continue
+        data = f.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest not in clean:
+            assert_no_leak(str(f), data, canaries)
+            clean.add(digest)
+        checked += 1
+        if f.suffix == ".parquet":
+            assert_no_leak(f"the rows of {f}", "\n".join(_parquet_values(f)), canaries)
+    for db in (paths.warehouse, paths.published):
+        assert_no_leak(f"a table of {db.name}", "\n".join(_table_values(db)), canaries)
+    assert_no_leak("Dagster's runs and events", "\n".join(_dagster_events(paths)), canaries)
+    return checked
+
+
+@contextmanager
+def captured_fds(folder: Path) -> Iterator[dict[str, Path]]:
+    """The process's own stdout and stderr into files: file descriptors 1 and 2 (what
+    subprocesses and C code write) and ``sys.stdout`` / ``sys.stderr``."""
+    files = {name: folder / f"{name}.txt" for name in ("fd1", "fd2", "sys_stdout", "sys_stderr")}
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    try:
+        for fd, name in ((1, "fd1"), (2, "fd2")):
+            with open(files[name], "wb") as sink:
+                os.dup2(sink.fileno(), fd)
+        with (
+            open(files["sys_stdout"], "w") as out,
+            open(files["sys_stderr"], "w") as err,
+            redirect_stdout(out),
+            redirect_stderr(err),
+        ):
+            yield files
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def _cli(home: Path, *args: str) -> Any:
+    return CliRunner().invoke(main, ["--home", str(home), *args])
+
+
+def _cli_texts(result: Any) -> str:
+    return f"{result.output}\n{result.stderr}\n{result.exception!r}"
+
+
+# --------------------------------------------------------------------------- a careless provider
 
 CANARIES = {
     "username": "canary-user-7f3a91",
@@ -107,24 +480,6 @@ fetch: {timeout_s: 20, max_attempts: 2, backoff_s: 0}
 """
 
 
-def _strings_in_tables(db: Path) -> list[str]:
-    out: list[str] = []
-    with connect_published(db) as con:
-        cols = con.execute(
-            "select schema_name, table_name, column_name from duckdb_columns() "
-            "where data_type = 'VARCHAR' and not internal"
-        ).fetchall()
-        for schema, table, column in cols:
-            out += [
-                str(v[0])
-                for v in con.execute(
-                    f'select distinct "{column}" from "{schema}"."{table}" '
-                    f'where "{column}" is not null'
-                ).fetchall()
-            ]
-    return out
-
-
 def test_canary_credentials_leak_nowhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -148,10 +503,11 @@ def test_canary_credentials_leak_nowhere(
     with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
         assert run_job(defs, FX_JOB, FIRST, FIRST, instance=instance, fmt="%Y-%m-%d").success
         assert run_job(defs, HOURLY_JOB, FIRST, last, instance=instance).success
+    outputs = []
     for args in (["accounts", "list"], ["sql", "select * from marts.mart_linked_account_health"]):
-        res = CliRunner().invoke(main, ["--home", str(home), *args])
+        res = _cli(home, *args)
         assert res.exit_code == 0, res.output
-        print(res.output)
+        outputs.append(_cli_texts(res))
 
     # the failures were recorded, with their codes, and masked
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
@@ -175,32 +531,351 @@ def test_canary_credentials_leak_nowhere(
         ).fetchone() or ("",)
     assert json.loads(warnings) == [{"code": "reconciliation", "message": "balance of *** differs"}]
 
-    canaries = [v.encode() for v in CANARIES.values()]
-    # 1. no file under FINBOT_HOME but the vault (and its key) holds a canary
-    checked = 0
-    for f in home.rglob("*"):
-        if not f.is_file() or f in (paths.vault, paths.key_file):
-            continue
-        data = f.read_bytes()
-        checked += 1
-        for c in canaries:
-            assert c not in data, f"{c!r} found in {f}"
-    assert checked > 10
-    # 2. no table value holds one (DuckDB may compress strings on disk: read them back)
-    for db in (paths.warehouse, paths.published):
-        for value in _strings_in_tables(db):
-            for c in CANARIES.values():
-                assert c not in value, f"{c!r} in a table of {db.name}"
-    # 3. nor Dagster's events (messages, metadata, errors)
-    with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
-        for run in instance.get_runs():
-            for event in instance.all_logs(run.run_id):
-                blob = json.dumps(dg.serialize_value(event))
-                for c in CANARIES.values():
-                    assert c not in blob, f"{c!r} in an event of run {run.run_id}"
-    # 4. nor stdout / stderr
+    canaries = list(CANARIES.values())
+    assert scan_home(home, canaries) > 10
+    for text in outputs:
+        assert_no_leak("the CLI's output", text, canaries)
     out, err = capfd.readouterr()
-    for c in CANARIES.values():
-        assert c not in out and c not in err
+    assert_no_leak("stdout / stderr", out + err, canaries)
     # the vault does hold them, encrypted
     assert Vault.open(home).get_json("canary-creds") == CANARIES
+
+
+# --------------------------------------------------------------------------- echoing upstreams
+
+PLAID_JSON = {
+    "client_id": "cnry-plaid-id/4e1b+77",
+    "secret": "CNRY+plaid/secret=7f3a",
+    "access_token": "access-cnry/tok+9d1e=0c",
+    "environment": "sandbox",
+}
+PLAID_HTML = {
+    "client_id": "cnry-plaid-id2/8a3c+",
+    "secret": "CNRY+html/secret=2b9d",
+    "access_token": "access-cnry2/tok+5e7f=",
+    "environment": "sandbox",
+}
+#: Kraken's private key is base64 (of bytes that make its text hold '+' and '/')
+KRAKEN = {
+    "api_key": "CNRY-kraken-key/3c8e+Qw==",
+    "api_secret": base64.b64encode(b"CNRY kraken \xfb\xef\xbe\xff\xff\xff key 6d1a").decode(),
+}
+BINANCE = {"api_key": "CNRY-binance-key/5f2a+", "api_secret": "CNRY-binance-secret=8c4d&x"}
+AEGON = {"username": "cnry.user+7c@example.org", "password": "Cnry P@ss/w0rd=9e&x<y>"}
+SHEET_KEY = "1cnrySheetKey0000000000000000000000000000"
+PUBLIC = {"environment", "username"}  # shown when typed; username is still masked
+
+
+def _plaid_canaries(creds: Mapping[str, str]) -> list[str]:
+    return [v for k, v in creds.items() if k != "environment"]
+
+
+class Sink:
+    """A local HTTP server taking apprise's ``json://`` notifications."""
+
+    def __init__(self) -> None:
+        self.posts: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                outer.posts.append(self.rfile.read(length).decode("utf-8", "replace"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@dataclass
+class EchoWorld:
+    home: Path
+    hours: tuple[datetime, ...]
+    canaries: list[str]
+    run: Any  # the CliRunner result of `finbot run`
+    outputs: dict[str, str]  # what the CLI printed, by command
+    fds: str  # the process's own stdout and stderr while the pipeline ran
+    notifications: list[str]
+    pages: list[str]  # each portal page (HTML, text, input values) at its screenshot
+    echo_samples: dict[str, str] = field(default_factory=dict)
+
+    def fetches(self) -> dict[str, list[tuple[str, str | None, str | None, int]]]:
+        with duckdb.connect(str(self.home / "warehouse.duckdb"), read_only=True) as con:
+            rows = con.execute(
+                "select linked_account_id, status, error_code, error_message, attempt "
+                "from raw.fetches order by fetch_hour"
+            ).fetchall()
+        out: dict[str, list[tuple[str, str | None, str | None, int]]] = {}
+        for acc, status, code, message, attempt in rows:
+            out.setdefault(acc, []).append((status, code, message, attempt))
+        return out
+
+
+def _account_yaml(account_id: str, provider: str, options: Mapping[str, Any]) -> str:
+    return (
+        f"  - id: {account_id}\n    profile: me\n    provider: {provider}\n"
+        f"    name: {account_id}\n    options: {json.dumps(dict(options))}\n"
+        f"    credentials: {account_id}\n"
+    )
+
+
+def _echo_sample(url: str, creds: Mapping[str, str]) -> str:
+    """One answer of an echoing fake Plaid to a call made with ``creds`` (raw)."""
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"access_token": creds["access_token"]}).encode()
+    request = urllib.request.Request(
+        url + "/accounts/balance/get",
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "PLAID-CLIENT-ID": creds["client_id"],
+            "PLAID-SECRET": creds["secret"],
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return str(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        return str(exc.read().decode())
+
+
+@pytest.fixture(scope="module")
+def echo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoWorld]:
+    from finbot_pipelines.config.loading import load_config
+    from finbot_pipelines.defs.automation.notifications import after_successful_run
+    from finbot_pipelines.providers import browser
+    from finbot_pipelines_tests.e2e import history_start_for_tests
+    from finbot_pipelines_tests.fakes import binance_server as bn
+    from finbot_pipelines_tests.fakes import kraken_server as kr
+    from finbot_pipelines_tests.fakes.plaid_server import FakePlaid
+    from finbot_pipelines_tests.fakes.portals import AegonProduct, AegonUser, FakePortals
+    from finbot_pipelines_tests.fakes.sheets_server import (
+        FakeSheetsServer,
+        SheetsFixture,
+        make_service_account,
+    )
+    from finbot_pipelines_tests.faults import fault_hours
+
+    tmp = tmp_path_factory.mktemp("canary-echo")
+    home = tmp / "home"
+    stops: list[Callable[[], None]] = []
+    pages: list[str] = []
+    try:
+        sink = Sink()
+        stops.append(sink.stop)
+        config = (
+            f'history_start: "{history_start_for_tests()}"\n'
+            "fx_source: static\nfx_static_rates: {GBP: 0.85, USD: 1.1}\n"
+            "profiles: [{id: me, name: Me, valuation_ccy: EUR}]\n"
+            "fetch: {timeout_s: 90, max_attempts: 2, backoff_s: 0}\n"
+            "notifications:\n"
+            f"  urls: ['json://127.0.0.1:{sink.port}/hook']\n"
+            "  failure_threshold_hours: 1\n"
+            "linked_accounts:\n"
+            "  - {id: cash, profile: me, provider: dummy, name: Cash, "
+            "options: {sub_accounts: [cash]}}\n"
+        )
+        vault: dict[str, Mapping[str, str]] = {}
+        samples: dict[str, str] = {}
+
+        for name, creds, mode in (("plaid-json", PLAID_JSON, "json"),
+                                  ("plaid-html", PLAID_HTML, "html")):  # fmt: skip
+            plaid = FakePlaid(creds["client_id"], creds["secret"], creds["access_token"])
+            plaid.start()
+            stops.append(plaid.stop)
+            plaid.echo = mode
+            samples[name] = _echo_sample(plaid.url, creds)
+            config += _account_yaml(name, "plaid", {"api_url": plaid.url, "timeout_s": 30})
+            vault[name] = creds
+
+        kstate = kr.KrakenFake.state_from_examples(SHARED_DATA)
+        kstate.api_key, kstate.secret_b64, kstate.echo = (
+            KRAKEN["api_key"],
+            KRAKEN["api_secret"],
+            True,
+        )
+        kraken = kr.KrakenFake(kstate).start()
+        stops.append(kraken.stop)
+        config += _account_yaml(
+            "kraken", "kraken", {"api_url": kraken.url, "enable_rate_limit": False}
+        )
+        vault["kraken"] = KRAKEN
+
+        bstate = bn.BinanceFake.state_from_examples(SHARED_DATA)
+        bstate.api_key, bstate.secret = BINANCE["api_key"], BINANCE["api_secret"]
+        bstate.echo = True
+        binance = bn.BinanceFake(bstate).start()
+        stops.append(binance.stop)
+        options = {"api_url": binance.url, "enable_rate_limit": False, "quote_ccy": "EUR"}
+        config += _account_yaml("binance", "binance", options)
+        vault["binance"] = BINANCE
+
+        info, public_key = make_service_account()
+        info["private_key_id"] = "cnry5a0key0id1d2e3f" + info["private_key_id"][:12]
+        key_lines = [
+            line for line in info["private_key"].splitlines() if line and "-----" not in line
+        ]
+        sheet_fakes: list[FakeSheetsServer] = []
+        for name, mode in (("sheet-token", "token"), ("sheet-api", "api")):
+            sheets = FakeSheetsServer().start()
+            stops.append(sheets.stop)
+            sheet_fakes.append(sheets)
+            sheets.register_service_account(info["client_email"], public_key)
+            sheets.echo = mode
+            sheets.echo_extra = [info["private_key_id"], key_lines[3], info["private_key"]]
+            fixture = SheetsFixture(sheets, info)
+            config += _account_yaml(name, "google_sheets", fixture.options(SHEET_KEY))
+            vault[name] = fixture.credentials()
+
+        portal = FakePortals(seed=3).start()
+        stops.append(portal.stop)
+        portal.add_aegon_user(
+            AegonUser(AEGON["username"], AEGON["password"],
+                      products=[AegonProduct("Aegon Workplace Pension", "TP12345678", "£1")])
+        )  # fmt: skip
+        portal.echo_login = True
+        config += _account_yaml(
+            "aegon", "aegon_targetplan", {"base_url": portal.url, "timeout_s": 30}
+        )
+        vault["aegon"] = AEGON
+
+        canaries = [
+            *_plaid_canaries(PLAID_JSON),
+            *_plaid_canaries(PLAID_HTML),
+            *KRAKEN.values(),
+            *BINANCE.values(),
+            info["private_key_id"],
+            *key_lines,
+            *AEGON.values(),
+        ]
+
+        ensure_dbt_manifest()
+        home.mkdir()
+        paths = HomePaths(home)
+        paths.config.write_text(config)
+        init_key_file(home)
+        opened = Vault.open(home)
+        for name, value in vault.items():
+            opened.set(name, json.dumps(dict(value)))
+
+        original = browser._take_screenshot
+
+        def observed(page: Any, path: Path, secrets: Any = ()) -> None:
+            values = page.eval_on_selector_all("input, textarea", "els => els.map(e => e.value)")
+            pages.append("\n".join([page.content(), page.inner_text("body"), *values]))
+            original(page, path, secrets)
+
+        outputs: dict[str, str] = {}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DAGSTER_HOME", str(paths.dagster_home))
+            mp.setattr(browser, "_take_screenshot", observed)
+            hours = fault_hours(2)
+            with captured_fds(tmp) as fds:
+                run = _cli(home, "run", "--hours", "2", "--last", f"{hours[-1]:%Y-%m-%d %H:00}")
+                outputs["run"] = _cli_texts(run)
+                after_successful_run(paths, load_config(paths.config))
+                for account in ("plaid-json", "kraken", "binance", "sheet-api", "aegon"):
+                    outputs[f"accounts test {account}"] = _cli_texts(
+                        _cli(home, "accounts", "test", account)
+                    )
+                for args in (
+                    ["accounts", "list"],
+                    ["sql", "select * from marts.mart_linked_account_health"],
+                ):
+                    outputs[" ".join(args)] = _cli_texts(_cli(home, *args))
+        fd_text = "\n".join(p.read_text(errors="replace") for p in fds.values())
+        # what the Sheets fakes handed out or were sent: the access tokens, the signed grants
+        for sheets in sheet_fakes:
+            canaries += list(sheets.tokens)
+            for raw, authorization in sheets.echoed:
+                canaries += parse_qs(raw).get("assertion", [])
+                if authorization.startswith("Bearer "):
+                    canaries.append(authorization.removeprefix("Bearer "))
+        yield EchoWorld(
+            home,
+            hours,
+            sorted(set(canaries)),
+            run,
+            outputs,
+            fd_text,
+            list(sink.posts),
+            pages,
+            samples,
+        )
+    finally:
+        for stop in reversed(stops):
+            stop()
+
+
+#: each echoing account: (error code, what its message must still say, attempts)
+EXPECTED_FAILURES = {
+    "plaid-json": ("provider_error", "HTTP 400 INVALID_REQUEST/INVALID_FIELD", 1),
+    "plaid-html": ("transient", "(HTTP 502): 502 Bad Gateway", 2),
+    "kraken": ("authentication_failure", "EAPI:Invalid key", 1),
+    "binance": ("authentication_failure", "-1022", 1),
+    "sheet-token": ("authentication_failure", "invalid_grant", 1),
+    "sheet-api": ("authentication_failure", "HTTP 403", 1),
+    "aegon": ("authentication_failure", "login refused: Login failed for ***", 1),
+}
+
+
+def test_every_echoing_upstream_was_met_and_its_failure_recorded(echo_world: EchoWorld) -> None:
+    assert echo_world.run.exit_code == 0, echo_world.outputs["run"]
+    fetches = echo_world.fetches()
+    assert [status for status, *_ in fetches["cash"]] == ["success", "success"]
+    for account, (code, fragment, attempts) in EXPECTED_FAILURES.items():
+        rows = fetches[account]
+        assert len(rows) == 2, (account, rows)
+        for status, error_code, message, attempt in rows:
+            assert (status, error_code, attempt) == ("failure", code, attempts), (account, rows)
+            assert fragment in str(message), (account, message)
+            # the rest of an echoing answer is left out, and the request it quotes
+            for echoed in ("double_encoded", "unicode_escaped", "User-Agent", "Content-Length"):
+                assert echoed not in str(message), (account, message)
+    # the echoes did hold the credentials (the scan would see them): not a vacuous test
+    assert set(leaks(echo_world.echo_samples["plaid-json"], PLAID_JSON.values())) == set(
+        _plaid_canaries(PLAID_JSON)
+    )
+    assert PLAID_HTML["secret"] in leaks(
+        echo_world.echo_samples["plaid-html"], [PLAID_HTML["secret"]]
+    )
+    # the portal failed with a page shown: its screenshot was taken, the page observed
+    assert echo_world.pages, "no portal screenshot was taken"
+    assert any("Login failed for" in p for p in echo_world.pages)
+
+
+def test_no_canary_in_any_form_anywhere_in_the_home(echo_world: EchoWorld) -> None:
+    assert scan_home(echo_world.home, echo_world.canaries) > 10
+    screenshots = list((echo_world.home / "debug").glob("aegon_targetplan-aegon-*.png"))
+    assert screenshots, "the portal's failure screenshot is under FINBOT_HOME/debug"
+
+
+def test_no_canary_in_the_output_the_notifications_or_the_screenshot_pages(
+    echo_world: EchoWorld,
+) -> None:
+    for command, text in echo_world.outputs.items():
+        assert_no_leak(f"the output of finbot {command}", text, echo_world.canaries)
+    assert_no_leak("the process's stdout/stderr", echo_world.fds, echo_world.canaries)
+    # one failure notification per echoing account, with its masked error, and the digest
+    failing = [p for p in echo_world.notifications if "is failing" in p]
+    assert len(failing) == len(EXPECTED_FAILURES), echo_world.notifications
+    for account in EXPECTED_FAILURES:
+        assert any(f"me/{account} is failing" in p for p in failing), account
+    for payload in echo_world.notifications:
+        assert_no_leak("a notification", payload, echo_world.canaries)
+    for page in echo_world.pages:
+        assert_no_leak("the portal page at its screenshot", page, echo_world.canaries)
+    # `accounts test` showed each account's error (masked)
+    for account in ("plaid-json", "kraken", "binance", "sheet-api", "aegon"):
+        assert EXPECTED_FAILURES[account][1] in echo_world.outputs[f"accounts test {account}"]

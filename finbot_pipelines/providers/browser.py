@@ -67,7 +67,7 @@ from finbot_pipelines.providers.contract import (
     ProviderPayloadError,
     TransientError,
 )
-from finbot_pipelines.providers.http import Masker, error_for_status
+from finbot_pipelines.providers.http import Masker, encoded_forms, error_for_status
 
 logger = logging.getLogger(__name__)
 
@@ -377,7 +377,10 @@ def scrub_page(page: Page, secrets: Sequence[str]) -> bool:
 
 
 def _scrub_values(secrets: Sequence[str]) -> list[str]:
-    return sorted({s for s in secrets if len(s) >= _MIN_SCRUB_LEN}, key=len, reverse=True)
+    """Every credential value, and its encoded forms (a portal may echo a form field
+    URL-encoded, or a header in base64)."""
+    values = {f for s in secrets if len(s) >= _MIN_SCRUB_LEN for f in encoded_forms(s)}
+    return sorted(values, key=len, reverse=True)
 
 
 def _take_screenshot(page: Page, path: Path, secrets: Sequence[str] = ()) -> None:

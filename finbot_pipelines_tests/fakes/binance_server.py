@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from finbot_pipelines_tests.fakes.echo import echo_message, echo_record
+
 EXAMPLES_FILE = "ccxt_binance_responses.json"
 
 #: Binance symbols -> (base asset, quote asset). exchangeInfo lists those with a ticker.
@@ -77,6 +79,9 @@ class BinanceState:
     #: called with the path of every request as it arrives, before it is answered
     #: (fault tests switch the fake to a failure mode from here; it may block)
     on_request: Callable[[str], None] | None = None
+    #: when set, the signed endpoint answers an error echoing the request: its headers
+    #: (X-MBX-APIKEY), its signed query, the secret key (a careless server)
+    echo: bool = False
 
 
 def ticker_24hr(template: dict[str, Any], symbol: str, last: str) -> dict[str, Any]:
@@ -127,6 +132,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self._exchange_info())
         elif url.path == "/api/v3/ticker/24hr":
             self._tickers(parse_qs(url.query))
+        elif url.path == "/api/v3/account" and st.echo:
+            headers = dict(self.headers)
+            record = echo_record("GET", self.path, headers, url.query, extra=[st.secret])
+            message = echo_message("GET", self.path, headers, url.query)
+            self._send(400, {"code": -1022, "msg": message, "echo": record})
         elif url.path == "/api/v3/account":
             error = self._auth_error(url.query)
             if error is not None:

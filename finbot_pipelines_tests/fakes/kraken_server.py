@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from finbot_pipelines_tests.fakes.echo import echo_message, echo_record
+
 EXAMPLES_FILE = "ccxt_kraken_responses.json"
 
 #: Kraken asset ids -> altname (ccxt maps altnames to unified codes: XBT -> BTC).
@@ -138,6 +140,9 @@ class KrakenState:
     delay_s: float = 0.0  # every answer waits this long (timeouts)
     requests: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: when set, the private endpoint answers an error echoing the request: its headers
+    #: (API-Key, API-Sign), its signed body, the private key (a careless server)
+    echo: bool = False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -241,6 +246,12 @@ class _Handler(BaseHTTPRequestHandler):
         st = self.server.state
         if url.path != "/0/private/BalanceEx":
             self._send(404, {"error": ["EGeneral:Unknown method"]})
+            return
+        if st.echo:
+            headers = dict(self.headers)
+            record = echo_record("POST", self.path, headers, body, extra=[st.secret_b64])
+            message = echo_message("POST", self.path, headers, body)
+            self._send(200, {"error": [f"EAPI:Invalid key ({message})"], "echo": record})
             return
         error = self._auth_error(url.path, body)
         if error:

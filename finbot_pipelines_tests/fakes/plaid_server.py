@@ -30,6 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
+
+from finbot_pipelines_tests.fakes.echo import echo_message, echo_page, echo_record
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "api-examples"
 
@@ -141,6 +144,9 @@ class FakePlaid:
         #: called with the path of every request as it arrives, before it is answered
         #: (fault tests switch the fake to a failure mode from here; it may block)
         self.on_request: Callable[[str], None] | None = None
+        #: ``"json"``: every call answers a Plaid error echoing the request (headers, body,
+        #: the secret URL-encoded); ``"html"``: a gateway's 502 page echoing it; None: off
+        self.echo: str | None = None
         self.requests: list[RecordedRequest] = []
         self.access_tokens: set[str] = {access_token}
         self.public_tokens: set[str] = set()
@@ -305,6 +311,8 @@ class FakePlaid:
             hook(path)
         if self.delay_s > 0:
             time.sleep(self.delay_s)
+        if self.echo is not None:
+            return self._echo(path, headers, raw)
         if path not in ENDPOINTS:
             return self._error(404, "INVALID_REQUEST", "NOT_FOUND", f"unknown endpoint {path}")
         if not isinstance(body, dict):
@@ -360,6 +368,21 @@ class FakePlaid:
         if path == SANDBOX_PUBLIC_TOKEN_CREATE:
             return self._sandbox_public_token_create(body)
         return self._public_token_exchange(body)
+
+    def _echo(
+        self, path: str, headers: dict[str, str], raw: str
+    ) -> tuple[int, dict[str, Any] | str, dict[str, str]]:
+        """An answer quoting the request back (see :attr:`echo`)."""
+        if self.echo == "html":
+            page = echo_page("POST", path, headers, raw, extra=[self.secret])
+            return 502, page, {"Content-Type": "text/html; charset=utf-8"}
+        body = self.error_body(
+            "INVALID_REQUEST", "INVALID_FIELD", echo_message("POST", path, headers, raw)
+        )
+        body["display_message"] = f"request {raw} with secret {quote(self.secret, safe='')}"
+        body["status"] = 400
+        body["echo"] = echo_record("POST", path, headers, raw, extra=[self.secret])
+        return 400, body, {}
 
     def _link_token_create(
         self, body: dict[str, Any]

@@ -22,6 +22,7 @@ Aegon pages: ``/targetplanUI/login`` (GET, POST JSON), ``/targetplanUI/investmen
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import random
@@ -35,7 +36,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote_plus, urlsplit
+
+from finbot_pipelines_tests.fakes.echo import echo_record
 
 PAGES_DIR = Path(__file__).resolve().parent / "portal_pages"
 CA_COOKIE = "JSESSIONID"
@@ -137,6 +140,9 @@ class FakePortals:
         self.error_path: str | None = None
         #: when set, ``error_status`` answers only the requests of this method (GET, POST)
         self.error_method: str | None = None
+        #: when set, every Aegon login is refused with a message echoing the login form
+        #: back (the username and password plain, URL-encoded, in base64): a careless portal
+        self.echo_login = False
         #: every request as it arrived: (time.monotonic(), method, path)
         self.requests: list[tuple[float, str, str]] = []
         self.sessions: dict[str, _Session] = {}
@@ -548,6 +554,19 @@ class _Handler(BaseHTTPRequestHandler):
         password = str(data.get("password", ""))
         user = self.portals.aegon_users.get(username)
         ok = user is not None and user.password == password
+        if self.portals.echo_login:
+            self.portals.attempts.append(
+                LoginAttempt("aegon_targetplan", username, password, False)
+            )
+            raw = json.dumps(data)
+            basic = base64.b64encode(f"{username}:{password}".encode()).decode()
+            message = (
+                f"Login failed for {username} / {password}: the form "
+                f"username={quote_plus(username)}&password={quote_plus(password)} "
+                f"(Basic {basic}) was refused"
+            )
+            body = json.dumps({"error": message, "echo": echo_record("POST", "/login", {}, raw)})
+            return self._send(HTTPStatus.UNAUTHORIZED, body, "application/json", headers)
         if ok and user is not None and user.locked:
             self.portals.attempts.append(
                 LoginAttempt("aegon_targetplan", username, password, False)

@@ -45,6 +45,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from finbot_pipelines_tests.fakes.echo import echo_message, echo_record
+
 CellValue = str | int | float | Decimal | bool | None
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SHEETS_SCOPES = (
@@ -197,6 +199,14 @@ class FakeSheetsServer:
         #: called with the path of every request as it arrives, before it is answered
         #: (fault tests switch the fake to a failure mode from here; it may block)
         self.on_request: Callable[[str], None] | None = None
+        #: ``"token"``: the token endpoint refuses every grant, echoing the request (the
+        #: signed assertion) and :attr:`echo_extra`; ``"api"``: tokens are granted, every
+        #: API call answers 403 echoing its headers (the bearer token) and
+        #: :attr:`echo_extra` (e.g. the service account's key); None: off
+        self.echo: str | None = None
+        self.echo_extra: list[str] = []
+        #: the raw body and Authorization header of every request answered by an echo
+        self.echoed: list[tuple[str, str]] = []
         self._failures: list[Failure] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -490,6 +500,12 @@ class _Handler(BaseHTTPRequestHandler):
                 body = {"error": "invalid_grant", "error_description": "refused"}
             self._send(status, body, headers)
             return
+        echo = self.fake.echo
+        if (echo == "token" and parts.path == "/token") or (
+            echo == "api" and parts.path.startswith("/v4/")
+        ):
+            self._echo(method, raw.decode("utf-8", "replace"))
+            return
         if method == "POST" and parts.path == "/token":
             form = parse_qs(raw.decode())
             status, body = self.fake._grant(form)
@@ -497,6 +513,26 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = self.fake._api(parts.path, query, self.headers.get("Authorization"))
         else:
             status, body = _google_error(404, f"Method not found: {method} {parts.path}")
+        self._send(status, body)
+
+    def _echo(self, method: str, raw: str) -> None:
+        headers = dict(self.headers)
+        extra = self.fake.echo_extra
+        self.fake.echoed.append((raw, headers.get("Authorization", "")))
+        record = echo_record(method, self.path, headers, raw, extra=extra)
+        message = echo_message(method, self.path, headers, raw)
+        if self.fake.echo == "token":
+            self._send(
+                400,
+                {
+                    "error": "invalid_grant",
+                    "error_description": f"Invalid JWT Signature. {message}",
+                    "echo": record,
+                },
+            )
+            return
+        status, body = _google_error(403, f"The caller does not have permission: {message}")
+        body["error"]["details"] = [record]
         self._send(status, body)
 
     def do_GET(self) -> None:

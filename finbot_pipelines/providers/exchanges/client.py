@@ -39,7 +39,7 @@ from finbot_pipelines.providers.contract import (
 )
 from finbot_pipelines.providers.exchanges.options import ExchangeCredentials, ExchangeOptions
 from finbot_pipelines.providers.exchanges.valuation import Market, ticker_price
-from finbot_pipelines.providers.http import Masker, header, retry_after_seconds, shorten
+from finbot_pipelines.providers.http import Masker, header, retry_after_seconds, upstream_detail
 
 T = TypeVar("T")
 
@@ -76,7 +76,9 @@ def translate_error(
     ``headers``: those of the last answer (for Retry-After)."""
     if isinstance(exc, ProviderError):
         return exc
-    detail = shorten(masker(str(exc)))  # masked whole first: a cut never leaves half a secret
+    # the exchange's error code and message only (ccxt quotes the whole answer, which may
+    # echo the request: its signed query, its headers), masked before it is cut
+    detail = upstream_detail(str(exc), masker)
     retry_after = retry_after_seconds(header(headers, "Retry-After"))
     if isinstance(exc, ccxt.AuthenticationError):  # PermissionDenied, AccountSuspended too
         return AuthenticationFailure(f"{exchange_id}: credentials refused ({detail})")

@@ -49,8 +49,9 @@ from finbot_pipelines.providers.google_sheets.options import (
 from finbot_pipelines.providers.http import (
     Masker,
     error_for_status,
-    shorten,
+    safe_code,
     transport_error,
+    upstream_detail,
 )
 
 #: Read-only access is all finbot needs.
@@ -124,7 +125,8 @@ def _oauth_error(body: Any) -> tuple[str, str]:
     if isinstance(err, Mapping):  # some Google endpoints answer in the API error format
         desc = err.get("message")
         err = err.get("status")
-    return (str(err) if err else ""), (str(desc) if desc else "")
+    # the code only if it reads as one, the description only (never the rest of the body)
+    return safe_code(err), (desc if isinstance(desc, str) else "")
 
 
 def access_token(
@@ -142,6 +144,7 @@ def access_token(
          "exp": now + 3600},
     )  # fmt: skip
     what = f"google_sheets: the token endpoint {token_url}"
+    mask = mask.extended([assertion.decode("ascii")])  # a signed grant: a credential too
     try:
         response = session.post(
             token_url,
@@ -159,7 +162,7 @@ def access_token(
             raise ProviderPayloadError(f"{what} answered without an access_token")
         return token
     code, desc = _oauth_error(body)
-    detail = shorten(mask(f"{code}: {desc}" if code and desc else (code or desc)))
+    detail = upstream_detail(f"{code}: {desc}" if code and desc else (code or desc), mask)
     if status in (401, 403) or (status == 400 and code in _REFUSED_GRANT_ERRORS):
         raise AuthenticationFailure(
             f"google_sheets: the service account {account.client_email} was refused by the "
@@ -174,7 +177,7 @@ def access_token(
 def _api_error(exc: APIError, sheet_key: str, email: str, mask: Masker) -> ProviderError:
     status = exc.response.status_code
     message = exc.error.get("message") if isinstance(exc.error, Mapping) else None
-    detail = shorten(mask(message)) if message else ""
+    detail = upstream_detail(message, mask) if isinstance(message, str) and message else ""
     if status == 401:
         return AuthenticationFailure(
             f"google_sheets: the Sheets API refused the service account {email}'s access "
@@ -288,6 +291,7 @@ def read_worksheet(options: GoogleSheetsOptions, credentials: GoogleSheetsCreden
 
     with _GoogleSession(options.api_url, timeout_s) as session:
         token = access_token(session, account, token_url, timeout_s, mask)
+        mask = mask.extended([token])  # an API error may echo the bearer token
         session.headers["Authorization"] = f"Bearer {token}"
         client = gspread.Client(auth=BearerCredentials(token), session=session)
         client.set_timeout(timeout_s)

@@ -74,8 +74,10 @@ from finbot_pipelines.providers.http import (
     error_for_status,
     header,
     retry_after_seconds,
+    safe_code,
     shorten,
     transport_error,
+    upstream_detail,
 )
 from finbot_pipelines.providers.plaid.mapping import (
     BALANCE,
@@ -182,8 +184,9 @@ def map_api_exception(endpoint: str, exc: plaid.ApiException, mask: Masker) -> P
     """The typed finbot error for a Plaid error answer (masked: never a credential)."""
     status = int(exc.status or 0)
     err = _error_object(exc.body)
-    error_type = str(err.get("error_type") or "")
-    error_code = str(err.get("error_code") or "")
+    # codes only when they read as codes: a server may put anything in these fields
+    error_type = safe_code(err.get("error_type"))
+    error_code = safe_code(err.get("error_code"))
     headers = exc.headers or {}
     retry_after = retry_after_seconds(header(headers, "Retry-After"))
     what = f"Plaid {endpoint}"
@@ -192,10 +195,12 @@ def map_api_exception(endpoint: str, exc: plaid.ApiException, mask: Masker) -> P
             return TransientError(f"{what}: connection failed ({shorten(mask(exc.reason))})")
         body = exc.body if isinstance(exc.body, str) else ""
         return error_for_status(
-            status, what, detail=shorten(mask(body)), headers=headers, auth_hint=RELINK_HINT
+            status, what, detail=upstream_detail(body, mask), headers=headers, auth_hint=RELINK_HINT
         )
-    plaid_msg = shorten(mask(err.get("error_message") or exc.reason or ""))
-    request_id = str(err.get("request_id") or "")
+    # Plaid's human message only, never the rest of the body (it may echo the request)
+    message = err.get("error_message")
+    plaid_msg = upstream_detail(message if isinstance(message, str) else exc.reason or "", mask)
+    request_id = safe_code(err.get("request_id"))
     detail = f"{what}: HTTP {status} " + "/".join(x for x in (error_type, error_code) if x)
     if plaid_msg:
         detail += f": {plaid_msg}"
@@ -434,7 +439,7 @@ class PlaidClient:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            start = shorten(self.mask(text), 80)
+            start = upstream_detail(text, self.mask, 80)
             raise ProviderPayloadError(
                 f"{what}: the body is not JSON ({exc.msg} at line {exc.lineno} column "
                 f"{exc.colno}): {start!r}"
