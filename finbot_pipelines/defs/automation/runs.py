@@ -129,7 +129,7 @@ class _ProgressHandler(logging.Handler):
                 out.print(f"{step}: built {key} ({self.models})")
             elif now - self.last_dbt >= DBT_PROGRESS_EVERY_S:
                 self.last_dbt = now
-                out.print(f"{step}: {self.models} models built so far (latest {key})")
+                out.print(f"{step}: built {self.models} model(s) so far (latest {key})")
         elif kind == "ENGINE_EVENT" and (event.message or "").startswith("Step blocked by limit"):
             pool = (event.message or "").rsplit(" ", 1)[-1]
             out.print(
