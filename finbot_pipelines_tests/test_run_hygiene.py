@@ -90,32 +90,37 @@ def test_events_are_readable_by_another_process_and_followed_live(
     def tiny() -> None:
         waits()
 
-    results: list[dg.ExecuteInProcessResult] = []
-    worker = threading.Thread(
-        target=lambda: results.append(tiny.execute_in_process(instance=instance)), daemon=True
-    )
-    worker.start()
-    _wait_for(lambda: instance.get_runs(), "the run to be created")
-    run_id = instance.get_runs()[0].run_id
-
     reader = FinbotSqliteEventLogStorage(instance.event_log_storage._base_dir)
     seen: list[str] = []
+    errors: list[BaseException] = []
 
-    def messages() -> list[str]:
-        return [r.event_log_entry.user_message for r in reader.get_records_for_run(run_id).records]
+    def follow() -> None:  # the UI's side, in another thread with its own storage
+        try:
+            _wait_for(lambda: instance.get_runs(), "the run to be created")
+            run_id = instance.get_runs()[0].run_id
 
-    _wait_for(lambda: "before the gate" in messages(), "the first message, from another reader")
-    reader.watch(run_id, None, lambda entry, _cursor: seen.append(entry.user_message))
-    try:
-        gate.set()
-        _wait_for(lambda: "after the gate" in seen, "the watcher to see the new event")
-    finally:
-        reader.end_watch(run_id, lambda *_: None)
-        reader.dispose()
-    # (on a loaded machine Dagster's compute-log capture alone may take 30 s per stream
-    # to wind down after the step: a generous deadline, the condition is the run's end)
-    worker.join(5 * DEADLINE_S)
-    assert results and results[0].success
+            def messages() -> list[str]:
+                records = reader.get_records_for_run(run_id).records
+                return [r.event_log_entry.user_message for r in records]
+
+            _wait_for(lambda: "before the gate" in messages(), "the first message, read back")
+            reader.watch(run_id, None, lambda entry, _cursor: seen.append(entry.user_message))
+            gate.set()
+            _wait_for(lambda: "after the gate" in seen, "the watcher to see the new event")
+            reader.end_watch(run_id, lambda *_: None)
+        except BaseException as exc:
+            errors.append(exc)
+            gate.set()
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    # the run in this (the main) thread, as the CLI runs it
+    result = tiny.execute_in_process(instance=instance)
+    follower.join(DEADLINE_S)
+    reader.dispose()
+    assert not errors, errors
+    assert result.success
+    run_id = result.run_id
     stored = {e.user_message for e in instance.all_logs(run_id)}
     assert {"before the gate", "after the gate"} <= stored
 
