@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,16 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+
+def wait_for(condition: Callable[[], object], what: str, deadline_s: float = 60.0) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` after a generous deadline
+    (never a fixed sleep: a loaded machine only takes longer)."""
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up after {deadline_s:g} s waiting for {what}")
+        time.sleep(0.05)
 
 
 def ensure_dbt_manifest() -> None:

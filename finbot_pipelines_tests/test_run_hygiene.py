@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,17 +36,9 @@ from finbot_pipelines.defs.instance_storage import (
 )
 from finbot_pipelines.defs.resources import connect_warehouse, lock_holder_message
 from finbot_pipelines.defs.transform.assets import DBT_PARENT_ENV, write_dbt_launcher
+from finbot_pipelines_tests.conftest import wait_for
 
 DEADLINE_S = 60.0
-
-
-def _wait_for(condition: object, what: str, deadline_s: float = DEADLINE_S) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture()
@@ -96,17 +87,17 @@ def test_events_are_readable_by_another_process_and_followed_live(
 
     def follow() -> None:  # the UI's side, in another thread with its own storage
         try:
-            _wait_for(lambda: instance.get_runs(), "the run to be created")
+            wait_for(lambda: instance.get_runs(), "the run to be created")
             run_id = instance.get_runs()[0].run_id
 
             def messages() -> list[str]:
                 records = reader.get_records_for_run(run_id).records
                 return [r.event_log_entry.user_message for r in records]
 
-            _wait_for(lambda: "before the gate" in messages(), "the first message, read back")
+            wait_for(lambda: "before the gate" in messages(), "the first message, read back")
             reader.watch(run_id, None, lambda entry, _cursor: seen.append(entry.user_message))
             gate.set()
-            _wait_for(lambda: "after the gate" in seen, "the watcher to see the new event")
+            wait_for(lambda: "after the gate" in seen, "the watcher to see the new event")
             reader.end_watch(run_id, lambda *_: None)
         except BaseException as exc:
             errors.append(exc)
@@ -225,7 +216,7 @@ def test_dbt_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     assert alive(dbt_pid)
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait(DEADLINE_S)
-    _wait_for(lambda: not alive(dbt_pid), "the orphaned dbt to die")
+    wait_for(lambda: not alive(dbt_pid), "the orphaned dbt to die")
 
 
 def test_the_launcher_is_rewritten_only_when_it_changes(tmp_path: Path) -> None:

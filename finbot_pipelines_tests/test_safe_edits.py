@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ import yaml
 from finbot_pipelines.config.home import demo_config_text
 from finbot_pipelines.config.locking import file_lock
 from finbot_pipelines.config.vault import Vault, init_key_file
+from finbot_pipelines_tests.conftest import wait_for
 from finbot_pipelines_tests.fakes import kraken_server as kr
 from finbot_pipelines_tests.test_provider_crypto import kraken  # noqa: F401 (fixture)
 
@@ -59,14 +59,6 @@ def run(home: Path, *args: str, stdin: str = "", **env: str) -> subprocess.Compl
         env=env_for(home, **env),
         timeout=DEADLINE_S,
     )
-
-
-def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
-    end = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up after {deadline_s:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def blocked_reading_stdin(proc: subprocess.Popen[str]) -> bool:
@@ -148,7 +140,9 @@ def test_three_concurrent_edits_all_land_and_comments_stay(
         "--credentials-stdin",
     )
     # it has read the config and opened the vault, and now waits for the person
-    wait_for(lambda: blocked_reading_stdin(first) or first.poll() is not None, "the prompt")
+    wait_for(
+        lambda: blocked_reading_stdin(first) or first.poll() is not None, "the prompt", DEADLINE_S
+    )
     assert first.poll() is None, first.communicate()
 
     other = run(home, "secrets", "set", "other", "--stdin", stdin="other-value\n")
@@ -206,7 +200,9 @@ def test_a_waiting_command_says_so_then_completes(
     with file_lock(home / ".finbot.yaml.lock", "test"):
         proc = popen("accounts", "freeze", "alice-bank")
         stderr = StderrReader(proc)
-        wait_for(lambda: "waiting for another finbot command" in stderr.text(), "the notice")
+        wait_for(
+            lambda: "waiting for another finbot command" in stderr.text(), "the notice", DEADLINE_S
+        )
         assert str(config) in stderr.text()
         assert proc.poll() is None and config.read_bytes() == before
     assert proc.wait(timeout=DEADLINE_S) == 0, stderr.text()

@@ -45,6 +45,7 @@ from finbot_pipelines.warehouse.identity import (
     read_extent,
     shrinkage,
 )
+from finbot_pipelines.warehouse.publish import fsync_file
 
 FORMAT_VERSION = 1
 PREFIX = "finbot-backup-"
@@ -109,14 +110,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @dataclass(frozen=True)
 class BackupResult:
     path: Path
@@ -175,7 +168,7 @@ def write_backup(
             files[info["file"]] = {"rows": info["rows"]}
         for rel, info in files.items():
             p = work / rel
-            _fsync(p)
+            fsync_file(p)
             info.update(bytes=p.stat().st_size, sha256=_sha256(p))
         manifest = {
             "format": "finbot-backup",
@@ -188,9 +181,9 @@ def write_backup(
             "vault": {"included": with_vault, "key": KEY_NOTE},
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        _fsync(work / MANIFEST)
+        fsync_file(work / MANIFEST)
         os.replace(work, directory / name)
-        _fsync(directory)
+        fsync_file(directory)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -352,9 +345,9 @@ def _new_warehouse(paths: HomePaths) -> Iterator[duckdb.DuckDBPyConnection]:
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
         raise
-    _fsync(tmp)
+    fsync_file(tmp)
     os.replace(tmp, paths.warehouse)
-    _fsync(paths.home)
+    fsync_file(paths.home)
 
 
 def is_empty_home(paths: HomePaths) -> bool:

@@ -269,8 +269,8 @@ def _publish(
         raise
     con.close()
     for f in written:
-        _fsync(f.path)
-    _fsync(tmp)
+        fsync_file(f.path)
+    fsync_file(tmp)
     _commit(tmp, published)
     deleted = _delete(doomed, root)
 
@@ -293,7 +293,7 @@ def _publish(
 def _commit(tmp: Path, published: Path) -> None:
     """The commit point: readers opening `published` from now on see the new catalog."""
     os.replace(tmp, published)
-    _fsync(published.parent)
+    fsync_file(published.parent)
 
 
 # --------------------------------------------------------------------------- state
@@ -582,7 +582,8 @@ def _delete(paths: Sequence[Path], root: Path) -> int:
     return deleted
 
 
-def _fsync(path: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Flush ``path``'s data to the disk (before renaming what depends on it into place)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
