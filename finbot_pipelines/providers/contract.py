@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
 from typing import ClassVar
 
@@ -233,16 +234,107 @@ class SubAccount:
     items: tuple[Item, ...]
 
 
+#: finbot's kinds of transaction (the provider's own category is kept beside it).
+#: deposit / withdrawal: money in or out of the household's accounts (external flows,
+#: unless matched as an internal transfer); transfer: a move the provider itself marks
+#: as between two accounts; buy / sell: a trade inside an investment account (cash
+#: against units); dividend / interest: income; fee / tax: costs; other: the rest.
+TRANSACTION_KINDS = (
+    "deposit",
+    "withdrawal",
+    "transfer",
+    "buy",
+    "sell",
+    "dividend",
+    "interest",
+    "fee",
+    "tax",
+    "other",
+)
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """One transaction of a sub-account, as the provider reports it.
+
+    ``id`` is the provider's own id, stable for this transaction (with the linked
+    account it identifies it: re-reporting it replaces the earlier version).
+    ``amount`` is exact, in ``currency`` (the sub-account's currency), inflow
+    positive (a salary +, a card payment -, a buy - on the cash side).
+    ``posted`` is the date it was booked (None while pending), ``authorized`` the
+    date it was made when the provider says so. A posted transaction that replaces
+    a pending one names it in ``pending_id`` (the pending one then disappears).
+    ``symbol`` and ``units`` for investment transactions (units bought +, sold -).
+    ``transfer_id`` is the provider's own link between the two legs of a transfer.
+    ``merchant`` and ``category`` as the provider gives them."""
+
+    id: str
+    sub_account_id: str
+    amount: Decimal
+    currency: str
+    description: str
+    kind: str
+    posted: date | None
+    pending: bool = False
+    authorized: date | None = None
+    pending_id: str | None = None
+    merchant: str | None = None
+    category: str | None = None
+    symbol: str | None = None
+    units: Decimal | None = None
+    transfer_id: str | None = None
+
+    def validate(self, sub_account_ids: frozenset[str] | None = None) -> None:
+        """Raise :class:`ProviderPayloadError` naming the transaction and the field."""
+        where = f"transaction {self.id!r}"
+        if not isinstance(self.id, str) or not self.id.strip() or len(self.id) > 200:
+            raise ProviderPayloadError(f"transaction with an empty or over-long id {self.id!r}")
+        if sub_account_ids is not None and self.sub_account_id not in sub_account_ids:
+            raise ProviderPayloadError(
+                f"{where}: sub-account {self.sub_account_id!r} is not in the snapshot"
+            )
+        _check_amount(self.amount, f"{where}: amount")
+        _check_unit(self.currency, f"{where}: currency")
+        if self.kind not in TRANSACTION_KINDS:
+            raise ProviderPayloadError(
+                f"{where}: kind {self.kind!r} is not one of {', '.join(TRANSACTION_KINDS)}"
+            )
+        if self.pending:
+            if self.pending_id is not None:
+                raise ProviderPayloadError(f"{where}: a pending transaction cannot replace one")
+        elif self.posted is None:
+            raise ProviderPayloadError(f"{where}: a posted transaction needs its posted date")
+        for name in ("posted", "authorized"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, date) or isinstance(v, datetime)):
+                raise ProviderPayloadError(f"{where}: {name} must be a date, got {v!r}")
+        if self.units is not None:
+            _check_amount(self.units, f"{where}: units")
+        if not isinstance(self.description, str):
+            raise ProviderPayloadError(f"{where}: description must be text")
+
+
 @dataclass(frozen=True)
 class Snapshot:
+    """What one fetch found: the sub-accounts and their items at the hour, warnings,
+    and the transactions the provider reported in this fetch (new, changed or
+    re-reported ones; ``removed_transaction_ids`` are ids it withdrew)."""
+
     sub_accounts: tuple[SubAccount, ...]
     warnings: tuple[FetchWarning, ...] = field(default=())
+    transactions: tuple[Transaction, ...] = field(default=())
+    removed_transaction_ids: tuple[str, ...] = field(default=())
 
     def items(self) -> list[tuple[SubAccount, Item]]:
         return [(sa, it) for sa in self.sub_accounts for it in sa.items]
 
     def with_warnings(self, *warnings: FetchWarning) -> Snapshot:
-        return Snapshot(self.sub_accounts, (*self.warnings, *warnings))
+        return Snapshot(
+            self.sub_accounts,
+            (*self.warnings, *warnings),
+            self.transactions,
+            self.removed_transaction_ids,
+        )
 
     def validate(self) -> None:
         """Raise :class:`ProviderPayloadError` on the first inconsistency found.
@@ -273,6 +365,15 @@ class Snapshot:
             seen_names: set[str] = set()
             for item in sa.items:
                 _validate_item(item, where, seen_names)
+        subs = frozenset(seen_ids)
+        seen_txns: set[str] = set()
+        for t in self.transactions:
+            if not isinstance(t, Transaction):
+                raise ProviderPayloadError(f"not a transaction: {t!r}")
+            t.validate(subs)
+            if t.id in seen_txns:
+                raise ProviderPayloadError(f"duplicate transaction id {t.id!r}")
+            seen_txns.add(t.id)
         for w in self.warnings:
             if not isinstance(w, FetchWarning) or w.code not in WARNING_CODES:
                 raise ProviderPayloadError(f"unknown warning {w!r}")

@@ -9,6 +9,7 @@ and any credential value that leaks into an error message is masked.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -114,14 +115,23 @@ def _secret_values(provider: Provider[Any, Any], creds: Mapping[str, Any]) -> li
 
 def _masked(snapshot: Snapshot, secrets: Sequence[str]) -> Snapshot:
     """The snapshot with every credential value masked in its warnings (a provider may
-    quote a request or an answer in one)."""
-    if not snapshot.warnings or not secrets:
+    quote a request or an answer in one) and in its transactions' texts."""
+    if not secrets or not (snapshot.warnings or snapshot.transactions):
         return snapshot
     mask = Masker(secrets)
     warnings = tuple(
         FetchWarning(w.code, mask(w.message)[:MAX_MESSAGE_CHARS]) for w in snapshot.warnings
     )
-    return Snapshot(snapshot.sub_accounts, warnings)
+    transactions = tuple(
+        dataclasses.replace(
+            t,
+            description=mask(t.description),
+            merchant=mask(t.merchant) if t.merchant else t.merchant,
+            category=mask(t.category) if t.category else t.category,
+        )
+        for t in snapshot.transactions
+    )
+    return dataclasses.replace(snapshot, warnings=warnings, transactions=transactions)
 
 
 def _call_with_timeout(fn: Callable[[], Snapshot], timeout_s: float) -> Snapshot:
