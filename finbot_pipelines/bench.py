@@ -420,7 +420,7 @@ def timed_job(
     phases: bool = False,
 ) -> RunTiming:
     """Run ``job_name`` over [first, last] (None: every hour) as one run, like `finbot run`."""
-    from finbot_pipelines.defs.automation.runs import run_job
+    from finbot_pipelines.defs.automation.runs import run_job, run_published
 
     since = time.time()
     with quiet(log):
@@ -431,7 +431,7 @@ def timed_job(
         wall = time.perf_counter() - started
     return RunTiming(
         wall_s=round(wall, 3),
-        success=result.success,
+        success=run_published(result),
         steps=step_durations(instance, result.run_id),
         dbt_elapsed_s=dbt_elapsed(paths, since),
         dbt_phases=dbt_phases(paths, instance, result.run_id) if phases else {},

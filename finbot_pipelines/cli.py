@@ -304,7 +304,7 @@ def _run_pipeline(
 
     from finbot_pipelines.definitions import build_definitions
     from finbot_pipelines.defs.automation.jobs import FX_JOB, HOURLY_JOB
-    from finbot_pipelines.defs.automation.runs import run_failure_cause, run_job
+    from finbot_pipelines.defs.automation.runs import run_failure_cause, run_job, run_published
 
     ensure_dagster_home(paths)
     defs = build_definitions(str(paths.home))
@@ -333,7 +333,8 @@ def _run_pipeline(
             err=True,
         )
         result = run_job(defs, HOURLY_JOB, first, last, instance=instance, verbose=verbose)
-        return None if result.success else run_failure_cause(result)
+        # failed only at `every_account_fetched`: published, the failed accounts named
+        return None if run_published(result) else run_failure_cause(result)
 
 
 def _hour_option(value: str | None, name: str) -> datetime | None:

@@ -22,7 +22,8 @@ from finbot_pipelines.defs.automation.jobs import HOURLY_JOB, TRANSFORM_JOB, bui
 from finbot_pipelines.defs.automation.notifications import build_notification_sensors
 from finbot_pipelines.defs.automation.runs import PROGRESS_LOGGER, finbot_progress
 from finbot_pipelines.defs.automation.sensors import build_fx_rebuild_sensor
-from finbot_pipelines.defs.ingest.assets import build_ingest_assets, ingest_key
+from finbot_pipelines.defs.ingest.assets import LANDED_KEY, build_ingest_assets
+from finbot_pipelines.defs.ingest.gate import build_gate_asset
 from finbot_pipelines.defs.market.assets import (
     build_fx_asset,
     build_fx_coverage_asset,
@@ -68,9 +69,11 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
     daily = daily_partitions(start)
 
     ingest = build_ingest_assets(cfg, hourly) if cfg else None
-    ingest_keys = [ingest_key(a.id) for a in cfg.enabled_linked_accounts()] if cfg else []
+    # what reads the raw tables depends on `ingest/landed`, materialised once per run
+    # whatever failed (an account's own asset skips its failed hours)
+    ingest_keys = [LANDED_KEY] if ingest is not None else []
     fx = build_fx_asset(daily)
-    unit_prices = build_unit_prices_asset(hourly, ingest_keys)
+    unit_prices = build_unit_prices_asset(ingest_keys)
     fx_coverage = build_fx_coverage_asset()
     dbt = build_dbt_assets(ingest_keys)
     mart_keys = [k for k, g in dbt.group_names_by_key.items() if g == "marts"]
@@ -80,7 +83,7 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
 
     assets: list[dg.AssetsDefinition] = [fx, fx_coverage, unit_prices, dbt, publish, report]
     if ingest is not None:
-        assets.insert(0, ingest)
+        assets[:0] = [ingest, build_gate_asset()]
     return dg.Definitions(
         assets=assets,
         jobs=[*jobs, backup_job],

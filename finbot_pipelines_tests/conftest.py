@@ -111,7 +111,7 @@ def built_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltHome]:
     from finbot_pipelines.config.paths import HomePaths
     from finbot_pipelines.definitions import build_definitions
     from finbot_pipelines.defs.automation.jobs import FX_JOB, HOURLY_JOB
-    from finbot_pipelines.defs.automation.runs import run_job
+    from finbot_pipelines.defs.automation.runs import run_job, run_published
 
     home = tmp_path_factory.mktemp("finbot-home")
     paths = HomePaths(home)
@@ -122,7 +122,7 @@ def built_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltHome]:
     with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
         fx = run_job(defs, FX_JOB, FIRST_HOUR, FIRST_HOUR, instance=instance, fmt="%Y-%m-%d")
         run = run_job(defs, HOURLY_JOB, FIRST_HOUR, last, instance=instance)
-    yield BuiltHome(home, FIRST_HOUR, last, fx.success, run.success)
+    yield BuiltHome(home, FIRST_HOUR, last, fx.success, run_published(run))
     shutil.rmtree(home, ignore_errors=True)
 
 

@@ -58,7 +58,7 @@ def run_live_hour(
     from finbot_pipelines.config.vault import Vault, init_key_file
     from finbot_pipelines.definitions import build_definitions
     from finbot_pipelines.defs.automation.jobs import FX_JOB, HOURLY_JOB
-    from finbot_pipelines.defs.automation.runs import run_job
+    from finbot_pipelines.defs.automation.runs import run_job, run_published
 
     paths = HomePaths(home)
     home.mkdir(parents=True, exist_ok=True)
@@ -75,7 +75,7 @@ def run_live_hour(
     with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
         fx = run_job(defs, FX_JOB, day, day, instance=instance, fmt="%Y-%m-%d", progress=False)
         run = run_job(defs, HOURLY_JOB, hour, hour, instance=instance, progress=False)
-    return HourRun(home, hour, fx.success and run.success)
+    return HourRun(home, hour, fx.success and run_published(run))
 
 
 def history_start_for_tests() -> str:

@@ -123,6 +123,8 @@ class Home:
     run_output: str
     list_output: str
     instance_dir: Path
+    history_start: datetime
+    hours: list[datetime]
     posts_after_run: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -148,12 +150,17 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
         assert ran.exit_code == 0, ran.output
         listed = runner.invoke(main, ["--home", str(root), "accounts", "list"])
         assert listed.exit_code == 0, listed.output
+        with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
+            first = _hourly_run(instance).tags["dagster/asset_partition_range_start"]
+        first_hour = datetime.strptime(first, "%Y-%m-%d-%H:%M")
         yield Home(
             paths,
             receiver,
             ran.output,
             listed.output,
             paths.dagster_home,
+            now_hour - timedelta(days=2),
+            [first_hour + timedelta(hours=i) for i in range(HOURS)],
             list(receiver.posts),
         )
     receiver.httpd.shutdown()
@@ -204,12 +211,102 @@ def test_stale_note_never_says_all_up_to_date_when_an_account_is_behind() -> Non
 # --------------------------------------------------------------------------- the home
 
 
-def test_the_cli_run_succeeds_and_tags_the_failed_account(home: Home) -> None:
+def test_the_run_fails_only_at_the_gate_and_tags_the_failed_account(home: Home) -> None:
+    """The run publishes everything (the command succeeds) but does not say "Success":
+    it fails at its last step, naming the account, its hours and its error."""
     with dg.DagsterInstance.from_config(str(home.instance_dir)) as instance:
         run = _hourly_run(instance)
-    assert run.status == dg.DagsterRunStatus.SUCCESS
+        failures = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+        ).records
+        steps = {r.event_log_entry.step_key: r.event_log_entry.dagster_event for r in failures}
+        successes = {
+            r.event_log_entry.step_key
+            for r in instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS
+            ).records
+        }
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    assert set(steps) == {"every_account_fetched"}
+    assert {"ingest_linked_accounts", "finbot_dbt", "published_marts", "wealth_report"} <= (
+        successes
+    )
+    event = steps["every_account_fetched"]
+    assert event is not None and event.step_failure_data is not None
+    error = event.step_failure_data.user_failure_data
+    assert error is not None
+    first, last = home.hours[0], home.hours[-1]
+    assert error.description == (
+        f"linked accounts failed in this run: 'locked' {HOURS} hours "
+        f"({first:%Y-%m-%d %H:00} .. {last:%Y-%m-%d %H:00} UTC, authentication_failure). "
+        "Everything else is published; those hours show as failed in each account's "
+        "partitions, and `finbot accounts list` shows each error and its fix."
+    )
     assert run.tags[FAILED_ACCOUNTS_TAG] == "locked"
     assert NOTIFIED_TAG in run.tags
+    assert "every_account_fetched: FAILED linked accounts failed in this run" in home.run_output
+    assert TOKEN not in home.run_output
+
+
+def _partition_status(
+    instance: dg.DagsterInstance, home: Home, account: str
+) -> tuple[set[str], set[str]]:
+    """(materialised, failed) partitions of an account's asset, as the UI's partitions
+    view computes them (Dagster's asset status cache)."""
+    from dagster._core.storage.partition_status_cache import (
+        get_and_update_asset_status_cache_value,
+    )
+
+    hourly = dg.HourlyPartitionsDefinition(
+        start_date=f"{home.history_start:%Y-%m-%d-%H:%M}", fmt="%Y-%m-%d-%H:%M"
+    )
+    value = get_and_update_asset_status_cache_value(
+        instance, dg.AssetKey(["ingest", account]), hourly
+    )
+    assert value is not None
+    return (
+        set(value.deserialize_materialized_partition_subsets(hourly).get_partition_keys()),
+        set(value.deserialize_failed_partition_subsets(hourly).get_partition_keys()),
+    )
+
+
+def test_failed_hours_are_failed_partitions_and_good_hours_carry_their_outcome(
+    home: Home,
+) -> None:
+    keys = {f"{h:%Y-%m-%d-%H:%M}" for h in home.hours}
+    with dg.DagsterInstance.from_config(str(home.instance_dir)) as instance:
+        locked_done, locked_failed = _partition_status(instance, home, "locked")
+        demo_done, demo_failed = _partition_status(instance, home, "demo")
+        demo_meta = {
+            r.partition_key: {
+                k: getattr(v, "value", v)
+                for k, v in (
+                    r.asset_materialization.metadata if r.asset_materialization else {}
+                ).items()
+            }
+            for r in instance.fetch_materializations(
+                dg.AssetKey(["ingest", "demo"]), limit=100
+            ).records
+        }
+        landed = instance.fetch_materializations(dg.AssetKey(["ingest", "landed"]), limit=5)
+    assert (locked_done, locked_failed) == (set(), keys)
+    assert (demo_done, demo_failed) == (keys, set())
+    assert set(demo_meta) == keys
+    for meta in demo_meta.values():  # the hour's own outcome, not the run's totals
+        assert meta["status"] == "success" and meta["attempts"] == 1, meta
+        # `cash` is three current accounts (GBP, EUR, USD), one item each
+        assert (meta["sub_accounts"], meta["items"], meta["warnings"]) == (3, 3, 0), meta
+        assert "hours" not in meta and "successes" not in meta, meta
+    [record] = landed.records  # once per run, whatever failed
+    assert record.asset_materialization is not None
+    landed_meta = {
+        k: getattr(v, "value", v) for k, v in record.asset_materialization.metadata.items()
+    }
+    assert landed_meta["failed_hours"] == HOURS
+    assert landed_meta["failed_accounts"]["locked"]["failed_hours"] == HOURS
+    assert set(landed_meta["failed_accounts"]) == {"locked"}
+    assert landed_meta["outcomes"]["locked"]["failures"] == HOURS
+    assert landed_meta["outcomes"]["demo"]["successes"] == HOURS
 
 
 def test_the_check_fails_with_the_message_and_the_fix(home: Home) -> None:
@@ -332,19 +429,21 @@ def test_one_notification_from_the_cli_run_and_none_from_the_sensor(home: Home) 
     assert "`finbot secrets set locked-creds`" in body
     blob = json.dumps(home.posts_after_run) + home.run_output
     assert TOKEN not in blob and HOOK_TOKEN not in blob
-    # the command says so too (the run itself succeeds)
+    # the command says so too (it published: its exit code is 0)
     assert "notified: finbot: me/locked is failing" in home.run_output
-    assert "the latest fetch of these linked accounts failed: locked" in home.run_output
+    assert "these linked accounts failed in this run: locked" in home.run_output
     assert home.receiver.paths == [f"/hook/{HOOK_TOKEN}"]  # the vault's token reached the URL
     # the daemon's sensor (or a second call) sees the run tagged as notified: nothing more
     with dg.DagsterInstance.from_config(str(home.instance_dir)) as instance:
         run = _hourly_run(instance)
         assert notify_run_outcome(instance, run.run_id, home.paths.home) is None
-        sensor = build_notification_sensor(str(home.paths.home), ["finbot_hourly"])
-        success = instance.get_records_for_run(
-            run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS
+        sensor = build_notification_sensor(
+            str(home.paths.home), ["finbot_hourly"], dg.DagsterRunStatus.FAILURE
+        )
+        ended = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
         ).records
-        event = success[0].event_log_entry.dagster_event
+        event = ended[0].event_log_entry.dagster_event
         assert event is not None
         context = dg.build_run_status_sensor_context(
             sensor_name=sensor.name,

@@ -102,6 +102,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> FaultRun:
 
 def test_the_run_completes_and_the_healthy_account_is_fresh(run: FaultRun) -> None:
     assert run.success, run.failures
+    assert run.accounts_failed  # the faulty accounts failed an hour: the run says so at its end
     values = {hour: value_of(HEALTHY, hour) for hour in run.hours}
     assert values[run.before] != values[run.hour]  # the hours are told apart by value
     assert_fresh(run, HEALTHY, values)

@@ -162,6 +162,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def test_the_run_completes_and_the_healthy_account_is_fresh(world: World) -> None:
     assert world.run.success, world.run.failures
+    assert world.run.accounts_failed  # the faulty accounts failed an hour: the run says so
     assert_fresh(world.run, HEALTHY, VALUE_EUR)
     switch = world.switches[HEALTHY]
     assert switch.first_hour_paths() == [MARKETS, ACCOUNT, TICKERS]

@@ -163,6 +163,7 @@ def requests(portal: FakePortals, method: str, path: str) -> list[float]:
 
 def test_the_run_completes_and_the_healthy_account_is_fresh(world: World) -> None:
     assert world.run.success, world.run.failures
+    assert world.run.accounts_failed  # the faulty accounts failed an hour: the run says so
     assert_fresh(world.run, HEALTHY, VALUE_GBP)
     portal = world.portals[HEALTHY]
     assert len(requests(portal, "POST", LOGIN)) == 1

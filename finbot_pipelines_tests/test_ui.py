@@ -64,8 +64,13 @@ def test_ui_lists_assets_with_lineage_and_stops_on_sigterm(tmp_path: Path) -> No
         by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
         for account in ("a-bank", "a-invest", "a-crypto", "b-bank"):
             assert by_key[f"ingest/{account}"]["groupName"] == "ingest"
+        # accounts -> ingest/landed (once per run, whatever failed) -> the raw models
         deps = {"/".join(d["path"]) for d in by_key["staging/stg_raw__items"]["dependencyKeys"]}
-        assert {"ingest/a-bank", "ingest/b-bank"} <= deps
+        assert "ingest/landed" in deps
+        landed = {"/".join(d["path"]) for d in by_key["ingest/landed"]["dependencyKeys"]}
+        assert {"ingest/a-bank", "ingest/b-bank"} <= landed
+        gate = {"/".join(d["path"]) for d in by_key["every_account_fetched"]["dependencyKeys"]}
+        assert gate == {"wealth_report"}
         mart = by_key["marts/fct_profile_valuation_hourly"]
         assert mart["groupName"] == "marts"
         published = {"/".join(d["path"]) for d in by_key["published_marts"]["dependencyKeys"]}
@@ -98,7 +103,7 @@ def test_the_asset_graph_explains_itself(tmp_path: Path) -> None:
     (tmp_path / "finbot.yaml").write_text(E2E_CONFIG)
     graph = build_definitions(str(tmp_path)).resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
-    assert groups == {"ingest", "market", "staging", "intermediate", "marts", "reports"}
+    assert groups == {"ingest", "market", "staging", "intermediate", "marts", "reports", "health"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, f"{key.to_user_string()} has no description"

@@ -11,7 +11,7 @@ from finbot_pipelines.defs.market.assets import FX_COVERAGE_KEY, FX_RATES_KEY, U
 HOURLY_JOB = "finbot_hourly"
 TRANSFORM_JOB = "finbot_transform"
 FX_JOB = "finbot_fx_daily"
-PIPELINE_GROUPS = ("ingest", "staging", "intermediate", "marts", "reports")
+PIPELINE_GROUPS = ("ingest", "staging", "intermediate", "marts", "reports", "health")
 TRANSFORM_GROUPS = ("staging", "intermediate", "marts", "reports")
 
 
@@ -25,7 +25,8 @@ def build_jobs(
         partitions_def=hourly,
         description="Fetch every linked account for the hour, make sure its FX rates are "
         "landed, price the units its providers did not value, build the marts (and every later "
-        "hour they change), publish them.",
+        "hour they change), publish them and the report; then fail the run, at "
+        "every_account_fetched, if a linked account failed an hour of it.",
     )
     transform_job = dg.define_asset_job(
         TRANSFORM_JOB,

@@ -6,12 +6,14 @@ after its run (`runs.run_job`) and by the run-status sensors of the daemon, so a
 `finbot run` from cron notifies as a scheduled run does. For each run, exactly once
 (a file lock in the home and the run tag `finbot/notified`, checked under it), it:
 - tags the run `finbot/failed_accounts=a,b` with the linked accounts whose
-  `latest_fetch_succeeded` check failed in the run (the run itself succeeds);
-- after a successful run, `after_successful_run` reads the published marts and
-  notifies once when a linked account has failed for `failure_threshold_hours`
-  consecutive hours, and once when it recovers, and sends the daily digest (net
-  worth, 1-day change, accounts not up to date with their last error and its fix)
-  after the first run of each UTC day;
+  `latest_fetch_succeeded` check failed in the run (the ingest step already named
+  those that failed any hour of it);
+- after a run that published (it succeeded, or failed only at the gate
+  `every_account_fetched` because some accounts failed), `after_successful_run`
+  reads the published marts and notifies once when a linked account has failed
+  for `failure_threshold_hours` consecutive hours, and once when it recovers, and
+  sends the daily digest (net worth, 1-day change, accounts not up to date with
+  their last error and its fix) after the first run of each UTC day;
 - after a failed run, notifies once per streak of failed runs (the next successful
   run ends the streak).
 What was already sent is kept in `$FINBOT_HOME/notifications.json`. Messages are
@@ -40,12 +42,13 @@ from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
 from finbot_pipelines.config.vault import Vault
 from finbot_pipelines.defs.automation.jobs import HOURLY_JOB, TRANSFORM_JOB
-from finbot_pipelines.defs.ingest.checks import LATEST_FETCH_CHECK
+from finbot_pipelines.defs.ingest.checks import FAILED_ACCOUNTS_TAG, LATEST_FETCH_CHECK
+from finbot_pipelines.defs.ingest.gate import only_the_gate_failed
 from finbot_pipelines.providers.fixes import fix_for
 from finbot_pipelines.warehouse.queries import open_published
 
-#: Run tag: the linked accounts whose latest fetch failed in the run, comma-separated.
-FAILED_ACCOUNTS_TAG = "finbot/failed_accounts"
+__all__ = ["FAILED_ACCOUNTS_TAG", "NOTIFIED_TAG", "notify_run_outcome"]
+
 #: Run tag: set once the run's outcome was handled (tagged, notified); its value says when.
 NOTIFIED_TAG = "finbot/notified"
 #: The jobs whose runs are notified.
@@ -413,13 +416,15 @@ def notify_run_outcome(
         if run.status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
             return None
         failed = failed_accounts_of_run(instance, run_id)
-        if failed:
-            instance.add_run_tags(
-                run_id, {FAILED_ACCOUNTS_TAG: ",".join(f.linked_account_id for f in failed)}
-            )
+        tagged = {a for a in run.tags.get(FAILED_ACCOUNTS_TAG, "").split(",") if a}
+        named = tagged | {f.linked_account_id for f in failed}
+        if named != tagged:
+            instance.add_run_tags(run_id, {FAILED_ACCOUNTS_TAG: ",".join(sorted(named))})
         cfg = load_config(paths.config)
         now = now or datetime.now(UTC).replace(tzinfo=None)
-        if run.status == dg.DagsterRunStatus.SUCCESS:
+        if run.status == dg.DagsterRunStatus.SUCCESS or only_the_gate_failed(
+            _failed_steps(instance, run_id)
+        ):
             messages = after_successful_run(paths, cfg, now, sender)
             state = _load_state(paths)
             if state.pop("run_failing", None) is not None:

@@ -138,7 +138,7 @@ class _ProgressHandler(logging.Handler):
             )
         elif kind == "STEP_FAILURE":
             err = event.step_failure_data.error if event.step_failure_data else None
-            out.print(f"{step}: FAILED {err.message.strip() if err else ''}")
+            out.print(f"{step}: FAILED {error_line(err) if err else ''}")
         elif kind == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
             if data is not None and not getattr(data, "passed", True):
@@ -339,8 +339,8 @@ def notify_after_run(defs: dg.Definitions, instance: dg.DagsterInstance, run_id:
     failed = run.tags.get(FAILED_ACCOUNTS_TAG) if run is not None else None
     if failed:
         print(
-            f"finbot: the latest fetch of these linked accounts failed: {failed} "
-            "(`finbot accounts list` shows each error and its fix)",
+            f"finbot: these linked accounts failed in this run: {failed} (the rest is "
+            "published; `finbot accounts list` shows each error and its fix)",
             file=sys.stderr,
         )
 
@@ -358,6 +358,36 @@ def _innermost(err: Any) -> Any:
     return err
 
 
+def error_line(err: Any) -> str:
+    """An error's message on one line, without Dagster's wrapper class names (a
+    `dg.Failure` is its description as written)."""
+    cls = str(getattr(err, "cls_name", "") or "")
+    message = str(getattr(err, "message", "") or "").strip()
+    for prefix in _WRAPPER_PREFIXES:
+        message = message.removeprefix(prefix)
+    message = message.removeprefix(f"{cls}: ") if cls == "Failure" else message
+    return " ".join(message.split())
+
+
+def failed_steps(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {
+        str(e.step_key)
+        for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE" and e.step_key is not None
+    }
+
+
+def run_published(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether the run did its work: it succeeded, or failed only at the gate
+    `every_account_fetched` (some linked accounts failed; everything else was
+    published)."""
+    from finbot_pipelines.defs.ingest.gate import only_the_gate_failed
+
+    if result.success:
+        return True
+    return only_the_gate_failed(failed_steps(result))
+
+
 def run_failure_cause(result: dg.ExecuteInProcessResult) -> str:
     """The cause of a failed run in one line: the first failed step and its innermost error
     (a `dg.Failure`'s description as written, else the exception's class and message)."""
@@ -367,13 +397,7 @@ def run_failure_cause(result: dg.ExecuteInProcessResult) -> str:
         err = _innermost(event.step_failure_data.error)
         if err is None:
             return f"step {event.step_key} failed"
-        cls = str(getattr(err, "cls_name", "") or "")
-        message = str(err.message or "").strip()
-        for prefix in _WRAPPER_PREFIXES:
-            message = message.removeprefix(prefix)
-        message = message.removeprefix(f"{cls}: ") if cls == "Failure" else message
-        line = " ".join(message.split())
-        return f"{event.step_key}: {line[:600]}"
+        return f"{event.step_key}: {error_line(err)[:600]}"
     for event in result.all_events:
         if event.event_type_value == "RUN_FAILURE":
             return str(event.message or "the run failed")

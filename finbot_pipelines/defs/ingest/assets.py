@@ -5,6 +5,13 @@ parallel (timeout, retries and backoff in `providers.fetching`), then lands each
 chunk of hours in the raw tables in one transaction. A failing account is
 recorded in `raw.fetches` with its error code and never stops the others.
 Writers of the warehouse are serialised by the `finbot_warehouse` pool.
+
+Each account's hourly partitions are materialised only for the hours it was
+fetched (or frozen): an hour whose fetch failed is left unmaterialised, so once
+the run ends as failed (`defs.ingest.gate`) the partitions view shows exactly
+those hours as failed. What reads the raw tables (dbt, the unit prices) depends
+on `ingest/landed`, materialised once per run whatever failed, so a failed
+account never stops the marts.
 """
 
 import json
@@ -18,7 +25,11 @@ import dagster as dg
 from finbot_pipelines.config.paths import browser_executable
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
 from finbot_pipelines.config.vault import Vault, VaultError
-from finbot_pipelines.defs.ingest.checks import LATEST_FETCH_CHECK, latest_fetch_results
+from finbot_pipelines.defs.ingest.checks import (
+    FAILED_ACCOUNTS_TAG,
+    LATEST_FETCH_CHECK,
+    latest_fetch_results,
+)
 from finbot_pipelines.defs.partitions import HOUR_FMT, HOURLY_FRESHNESS, naive_utc
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.defs.window import impossible_hours
@@ -44,6 +55,10 @@ from finbot_pipelines.warehouse.raw import (
 CHUNK_HOURS = 24
 #: How old an hour a provider that cannot fetch the past may still be asked for.
 LIVE_GRACE = timedelta(hours=2)
+
+
+#: The raw tables hold every selected account's hours of the run (failures included).
+LANDED_KEY = dg.AssetKey(["ingest", "landed"])
 
 
 def ingest_key(linked_account_id: str) -> dg.AssetKey:
@@ -139,19 +154,46 @@ def hour_outcome(
     return out
 
 
-def record_hour_metadata(
-    context: dg.AssetExecutionContext,
+def _outcome_of(
+    account: LinkedAccount, hour: datetime, outcomes: Mapping[datetime, Mapping[str, Any]]
+) -> dict[str, Any]:
+    return dict(outcomes.get(hour) or {"status": "frozen" if account.frozen else "not fetched"})
+
+
+def hour_materializations(
     account: LinkedAccount,
     hours: Sequence[datetime],
     outcomes: Mapping[datetime, Mapping[str, Any]],
-) -> None:
-    """Each hourly partition's metadata is that hour's outcome (not the run's totals)."""
+) -> Iterator[dg.AssetMaterialization]:
+    """One materialisation per hour that did not fail, with that hour's outcome as its
+    metadata (not the run's totals); a failed hour stays unmaterialised, so the run's
+    failure (`defs.ingest.gate`) shows it as a failed partition."""
     key = ingest_key(account.id)
     for hour in hours:
-        outcome = outcomes.get(hour) or {"status": "frozen" if account.frozen else "not fetched"}
-        context.add_asset_metadata(
-            dict(outcome), asset_key=key, partition_key=hour.strftime(HOUR_FMT)
-        )
+        outcome = _outcome_of(account, hour, outcomes)
+        if outcome["status"] != "failure":
+            yield dg.AssetMaterialization(
+                asset_key=key, partition=hour.strftime(HOUR_FMT), metadata=outcome
+            )
+
+
+def failed_hours_summary(
+    outcomes: Mapping[str, Mapping[datetime, Mapping[str, Any]]],
+) -> dict[str, dict[str, Any]]:
+    """Per account with failed hours: how many, the first and last, the last error code."""
+    out: dict[str, dict[str, Any]] = {}
+    for account_id in sorted(outcomes):
+        failed = sorted(h for h, o in outcomes[account_id].items() if o["status"] == "failure")
+        if not failed:
+            continue
+        last = outcomes[account_id][failed[-1]]
+        out[account_id] = {
+            "failed_hours": len(failed),
+            "first_failed_hour": failed[0].strftime("%Y-%m-%d %H:00"),
+            "last_failed_hour": failed[-1].strftime("%Y-%m-%d %H:00"),
+            "last_error_code": last.get("error_code") or "",
+        }
+    return out
 
 
 def warnings_json(outcome: FetchOutcome) -> str | None:
@@ -339,28 +381,6 @@ def ingest_hours(
     return stats
 
 
-def account_results(
-    a: LinkedAccount,
-    hours: int,
-    s: Counter[str],
-    newest: datetime | None,
-    latest: Mapping[str, tuple[str, str | None]],
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """The materialisation of one linked account's asset (its latest-fetch check comes
-    from `checks.latest_fetch_results` once every account is landed)."""
-    yield dg.MaterializeResult(
-        asset_key=ingest_key(a.id),
-        metadata={
-            "hours": hours,
-            "successes": s["success"],
-            "failures": s["failure"],
-            "retries": s["retries"],
-            "frozen_hours": s["frozen"],
-            "provider": a.provider,
-        },
-    )
-
-
 def build_ingest_assets(
     cfg: FinbotConfig, partitions: dg.PartitionsDefinition
 ) -> dg.AssetsDefinition | None:
@@ -385,6 +405,21 @@ def build_ingest_assets(
         )
         for a in accounts
     ]
+    landed = dg.AssetSpec(
+        key=LANDED_KEY,
+        deps=[ingest_key(a.id) for a in accounts],
+        description=(
+            "The raw tables (raw.fetches, raw.sub_accounts, raw.items, "
+            "raw.linked_account_hours, raw.profiles) hold every selected linked account's "
+            "hours of the run, failed fetches included: what dbt and the unit prices read. "
+            "Materialised once per run, whatever failed; its metadata counts the failed "
+            "hours of each account (those hours stay unmaterialised in the account's "
+            "partitions, and the run ends as failed at `every_account_fetched`)."
+        ),
+        group_name="ingest",
+        kinds={"duckdb"},
+        skippable=True,
+    )
     checks = [
         dg.AssetCheckSpec(
             LATEST_FETCH_CHECK,
@@ -401,24 +436,28 @@ def build_ingest_assets(
 
     @dg.multi_asset(
         name="ingest_linked_accounts",
-        specs=specs,
+        specs=[*specs, landed],
         check_specs=checks,
         can_subset=True,
-        partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
     )
     def ingest_linked_accounts(
         context: dg.AssetExecutionContext, finbot: FinbotHome
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetMaterialization]:
         cfg_now = finbot.config()
         by_id = {a.id: a for a in cfg_now.enabled_linked_accounts()}
-        wanted = [k.path[-1] for k in context.selected_asset_keys]
+        wanted = [k.path[-1] for k in context.selected_asset_keys if k != LANDED_KEY]
         selected = [by_id[i] for i in wanted if i in by_id]
         for gone in sorted(set(wanted) - set(by_id)):
             context.log.warning(
                 f"linked account '{gone}' is no longer enabled in the config: skipped"
             )
+        with_landed = LANDED_KEY in context.selected_asset_keys
+        if not selected:  # (only `ingest/landed` asked for: nothing to fetch)
+            if with_landed:
+                yield dg.MaterializeResult(asset_key=LANDED_KEY, metadata={"accounts": 0})
+            return
         window = context.partition_time_window
         hours = _hours(naive_utc(window.start), naive_utc(window.end))
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -432,18 +471,46 @@ def build_ingest_assets(
         newest = hours[-1] if hours else None
         by_account = {a.id: a for a in selected}
         per_hour: dict[str, dict[datetime, dict[str, Any]]] = {}
-        # each account's materialisation and check as soon as its hours are landed
+        failed: dict[str, dict[str, Any]] = {}
+        # each account's materialisations and check as soon as its hours are landed
         for recorded, account_id in enumerate(
             iter_ingest_hours(context, finbot, cfg_now, selected, hours, stats, latest, per_hour)
         ):
             a = by_account[account_id]
+            outcomes = per_hour.pop(a.id, {})
             if len(hours) > 1:
                 context.log.info(
                     f"progress: recording: {len(hours)} hourly materialisations of '{a.id}' "
                     f"({recorded + 1}/{len(selected)} accounts)"
                 )
-            record_hour_metadata(context, a, hours, per_hour.pop(a.id, {}))
-            yield from account_results(a, len(hours), stats[a.id], newest, latest)
+            failed.update(failed_hours_summary({a.id: outcomes}))
+            yield from hour_materializations(a, hours, outcomes)
+        if failed:
+            context.instance.add_run_tags(context.run_id, {FAILED_ACCOUNTS_TAG: ",".join(failed)})
+        if with_landed:
+            yield dg.MaterializeResult(
+                asset_key=LANDED_KEY,
+                metadata={
+                    "accounts": len(selected),
+                    "hours": len(hours),
+                    "first_hour": hours[0].strftime("%Y-%m-%d %H:00") if hours else "",
+                    "last_hour": hours[-1].strftime("%Y-%m-%d %H:00") if hours else "",
+                    "failed_hours": sum(f["failed_hours"] for f in failed.values()),
+                    "failed_accounts": dg.MetadataValue.json(failed),
+                    "outcomes": dg.MetadataValue.json(
+                        {
+                            a.id: {
+                                "provider": a.provider,
+                                "successes": stats[a.id]["success"],
+                                "failures": stats[a.id]["failure"],
+                                "retries": stats[a.id]["retries"],
+                                "frozen_hours": stats[a.id]["frozen"],
+                            }
+                            for a in selected
+                        }
+                    ),
+                },
+            )
         # the latest-fetch checks, from raw.fetches: message, fix, ever succeeded
         if newest is not None and selected:
             with finbot.warehouse() as con:

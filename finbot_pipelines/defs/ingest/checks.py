@@ -23,6 +23,9 @@ from finbot_pipelines.config.schema import LinkedAccount
 from finbot_pipelines.providers.fixes import fix_for, needs_action
 
 LATEST_FETCH_CHECK = "latest_fetch_succeeded"
+#: Run tag: the linked accounts that failed in the run (an hour of it, or its latest
+#: fetch), comma-separated.
+FAILED_ACCOUNTS_TAG = "finbot/failed_accounts"
 
 
 @dataclass(frozen=True)

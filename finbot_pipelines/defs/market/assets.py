@@ -3,7 +3,7 @@ into raw.fx_rates, and prices of non-ISO units (CoinGecko, or the config's stati
 into raw.unit_prices."""
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from finbot_pipelines.config.schema import FinbotConfig
-from finbot_pipelines.defs.partitions import DAILY_FX_FRESHNESS, naive_utc
+from finbot_pipelines.defs.partitions import DAILY_FX_FRESHNESS
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.defs.window import impossible_hours, window_from_tags
 from finbot_pipelines.providers.coingecko import fetch_prices
@@ -163,31 +163,39 @@ def unit_price_rows(
     return UnitPriceRows(rows, [u for u in live_units if u not in prices])
 
 
-def build_unit_prices_asset(
-    partitions: dg.HourlyPartitionsDefinition, ingest_keys: Sequence[dg.AssetKey]
-) -> dg.AssetsDefinition:
+def _run_hours(con: Any, tags: Mapping[str, str]) -> list[datetime]:
+    """The run's hours (its partition range or window tags), else every ingested hour."""
+    window = window_from_tags(tags)
+    if window is None:
+        rows = con.execute(
+            "select distinct fetch_hour from raw.linked_account_hours order by 1"
+        ).fetchall()
+        return [r[0] for r in rows]
+    return [window.first + timedelta(hours=i) for i in range(window.hours)]
+
+
+def build_unit_prices_asset(ingest_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
+    """Unpartitioned, like the dbt models: the run's hours come from its tags
+    (`defs.window`), so a month's backfill books one event here, not 720."""
+
     @dg.asset(
         key=UNIT_PRICES_KEY,
         group_name="market",
         kinds={"python", "duckdb"},
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
         deps=list(ingest_keys),
         description=(
             "Prices of the non-ISO units the household holds (crypto, tokens, Plaid's "
             "unofficial currencies) that its providers did not value: 1 unit = price quote "
-            "currency, as of each hour. From the config's static `unit_prices` table at every "
-            "hour, and, with `unit_price_source: coingecko`, CoinGecko's simple-price endpoint "
-            "for the current hour (a past hour keeps its earlier price)."
+            "currency, as of each hour of the run. From the config's static `unit_prices` "
+            "table at every hour, and, with `unit_price_source: coingecko`, CoinGecko's "
+            "simple-price endpoint for the current hour (a past hour keeps its earlier price)."
         ),
     )
     def unit_prices(context: dg.AssetExecutionContext, finbot: FinbotHome) -> dg.MaterializeResult:
         cfg = finbot.config()
-        window = context.partition_time_window
-        first, end = naive_utc(window.start), naive_utc(window.end)
-        hours = [first + timedelta(hours=i) for i in range(int((end - first) / timedelta(hours=1)))]
         with finbot.warehouse() as con:
+            hours = _run_hours(con, context.run.tags)
             units = needed_units(units_needing_prices(con), cfg)
             result = unit_price_rows(cfg, hours, units, datetime.now(UTC).replace(tzinfo=None))
             replace_unit_prices(con, result.rows)
@@ -206,6 +214,7 @@ def build_unit_prices_asset(
         return dg.MaterializeResult(
             metadata={
                 "source": cfg.unit_price_source,
+                "hours": len(hours),
                 "rows": len(result.rows),
                 "units": ", ".join(units) or "none",
                 "unpriced": ", ".join(result.unpriced) or "none",

@@ -58,9 +58,10 @@ LAYER_GROUPS = {"staging": "staging", "intermediate": "intermediate", "marts": "
 class FinbotDbtTranslator(DagsterDbtTranslator):
     """Groups by layer, and draws raw sources as edges from the assets that land them.
 
-    A dbt source `raw.items` is written by every linked-account asset, so instead of
-    one stub asset per raw table, a model reading a raw source depends directly on
-    the ingest assets (or on the market assets for `raw.fx_rates` and `raw.unit_prices`).
+    A dbt source `raw.items` is written for every linked account, so instead of one
+    stub asset per raw table, a model reading a raw source depends on `ingest/landed`
+    (materialised once per run, after every account is landed, failed ones too) or on
+    the market assets for `raw.fx_rates` and `raw.unit_prices`.
     """
 
     def __init__(self, ingest_keys: Sequence[dg.AssetKey]) -> None:
