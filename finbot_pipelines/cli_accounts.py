@@ -107,6 +107,7 @@ def test_fetch(
         priced_units=cfg.priced_units(),
         debug_dir=paths.debug,
         browser=browser_executable(),
+        state_root=paths.state,
     )
     return run_one(task, policy)
 

@@ -64,6 +64,12 @@ class HomePaths:
         return self.home / "debug"
 
     @property
+    def state(self) -> Path:
+        """Providers' state between fetches, one folder per linked account (e.g. the last
+        answer of a bridge that refreshes once a day)."""
+        return self.home / "state"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 

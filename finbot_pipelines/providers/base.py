@@ -68,7 +68,9 @@ class FetchContext:
     non-ISO units ``market/unit_prices`` can price (the valuation prices an
     unpriced item whose ``unit`` is one of them, or an ISO currency).
     ``debug_dir`` is where a provider may leave debugging artefacts (failure
-    screenshots); ``browser`` the Chromium binary scraped portals drive."""
+    screenshots); ``browser`` the Chromium binary scraped portals drive.
+    ``state_dir`` is this linked account's own private folder for what a provider
+    keeps between fetches (created on first use, mode 0700; None: keep nothing)."""
 
     linked_account_id: str
     hour: datetime
@@ -76,6 +78,7 @@ class FetchContext:
     priced_units: frozenset[str] = field(default_factory=frozenset)
     debug_dir: Path | None = None
     browser: str = DEFAULT_BROWSER
+    state_dir: Path | None = None
 
 
 # --------------------------------------------------------------------------- option types

@@ -63,6 +63,8 @@ class FetchTask:
     priced_units: frozenset[str] = field(default_factory=frozenset)
     debug_dir: Path | None = None
     browser: str = DEFAULT_BROWSER
+    #: the folder of all accounts' state; the context gets this account's subfolder
+    state_root: Path | None = None
 
     def context(self) -> FetchContext:
         return FetchContext(
@@ -72,6 +74,9 @@ class FetchTask:
             priced_units=self.priced_units,
             debug_dir=self.debug_dir,
             browser=self.browser,
+            state_dir=(
+                self.state_root / self.linked_account_id if self.state_root is not None else None
+            ),
         )
 
 

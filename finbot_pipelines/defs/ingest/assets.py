@@ -305,6 +305,7 @@ def iter_ingest_hours(
                             priced_units=priced_units,
                             debug_dir=debug_dir,
                             browser=browser,
+                            state_root=finbot.paths.state,
                         )
                     )
                     task_accounts.append(a)
