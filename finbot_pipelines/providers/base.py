@@ -70,7 +70,9 @@ class FetchContext:
     ``debug_dir`` is where a provider may leave debugging artefacts (failure
     screenshots); ``browser`` the Chromium binary scraped portals drive.
     ``state_dir`` is this linked account's own private folder for what a provider
-    keeps between fetches (created on first use, mode 0700; None: keep nothing)."""
+    keeps between fetches (created on first use, mode 0700; None: keep nothing).
+    ``transactions_cursor`` is the cursor of the account's change feed stored with its
+    newest landed transactions (None: start from the beginning)."""
 
     linked_account_id: str
     hour: datetime
@@ -79,6 +81,7 @@ class FetchContext:
     debug_dir: Path | None = None
     browser: str = DEFAULT_BROWSER
     state_dir: Path | None = None
+    transactions_cursor: str | None = None
 
 
 # --------------------------------------------------------------------------- option types

@@ -318,12 +318,16 @@ class Transaction:
 class Snapshot:
     """What one fetch found: the sub-accounts and their items at the hour, warnings,
     and the transactions the provider reported in this fetch (new, changed or
-    re-reported ones; ``removed_transaction_ids`` are ids it withdrew)."""
+    re-reported ones; ``removed_transaction_ids`` are ids it withdrew).
+    ``transactions_cursor``: where the provider's change feed stands after these
+    transactions (Plaid's sync cursor), stored with them and handed to the next fetch
+    as ``FetchContext.transactions_cursor``."""
 
     sub_accounts: tuple[SubAccount, ...]
     warnings: tuple[FetchWarning, ...] = field(default=())
     transactions: tuple[Transaction, ...] = field(default=())
     removed_transaction_ids: tuple[str, ...] = field(default=())
+    transactions_cursor: str | None = None
 
     def items(self) -> list[tuple[SubAccount, Item]]:
         return [(sa, it) for sa in self.sub_accounts for it in sa.items]
@@ -334,6 +338,7 @@ class Snapshot:
             (*self.warnings, *warnings),
             self.transactions,
             self.removed_transaction_ids,
+            self.transactions_cursor,
         )
 
     def validate(self) -> None:

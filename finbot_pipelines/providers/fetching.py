@@ -65,6 +65,7 @@ class FetchTask:
     browser: str = DEFAULT_BROWSER
     #: the folder of all accounts' state; the context gets this account's subfolder
     state_root: Path | None = None
+    transactions_cursor: str | None = None
 
     def context(self) -> FetchContext:
         return FetchContext(
@@ -77,6 +78,7 @@ class FetchTask:
             state_dir=(
                 self.state_root / self.linked_account_id if self.state_root is not None else None
             ),
+            transactions_cursor=self.transactions_cursor,
         )
 
 

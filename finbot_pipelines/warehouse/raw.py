@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -77,6 +77,44 @@ create table if not exists raw.linked_account_hours (
     provider_id         varchar   not null,
     linked_account_name varchar   not null,
     state               varchar   not null,  -- active | frozen
+    primary key (fetch_hour, linked_account_id)
+);
+
+-- Every version of a transaction a fetch reported: one row per (fetch hour, linked
+-- account, provider transaction id), replaced with its hour like the rows above. The
+-- current version of a transaction is the one of the latest hour that reported it
+-- (dbt: stg_raw__transactions); `removed` is the provider withdrawing it; a posted
+-- transaction naming `pending_transaction_id` replaces that pending one.
+create table if not exists raw.transactions (
+    fetch_hour             timestamp not null,
+    linked_account_id      varchar   not null,
+    transaction_id         varchar   not null,   -- the provider's own id
+    sub_account_id         varchar,              -- NULL for a removal
+    posted_date            date,                 -- NULL while pending
+    authorized_date        date,
+    pending                boolean   not null,
+    pending_transaction_id varchar,              -- the pending one this posted one replaces
+    amount                 decimal(38, 18),      -- in `currency`, inflow positive
+    currency               varchar,              -- the sub-account's currency
+    description            varchar,
+    merchant               varchar,
+    category               varchar,              -- as the provider gives it
+    kind                   varchar,              -- deposit | withdrawal | transfer | buy | sell
+                                                 -- | dividend | interest | fee | tax | other
+    symbol                 varchar,
+    units                  decimal(38, 18),
+    transfer_id            varchar,              -- the provider's link between two legs
+    removed                boolean   not null,
+    primary key (fetch_hour, linked_account_id, transaction_id)
+);
+
+-- The transactions cursor a provider returned with the hour's fetch (Plaid's
+-- /transactions/sync): written in the same transaction as the transactions it
+-- follows, so a crash resumes from the last cursor whose changes are stored.
+create table if not exists raw.transaction_cursors (
+    fetch_hour        timestamp not null,
+    linked_account_id varchar   not null,
+    cursor            varchar   not null,
     primary key (fetch_hour, linked_account_id)
 );
 
@@ -199,6 +237,35 @@ class AccountHourRow:
     state: str
 
 
+@dataclass(frozen=True)
+class TransactionRow:
+    fetch_hour: datetime
+    linked_account_id: str
+    transaction_id: str
+    sub_account_id: str | None
+    posted_date: date | None
+    authorized_date: date | None
+    pending: bool
+    pending_transaction_id: str | None
+    amount: Decimal | None
+    currency: str | None
+    description: str | None
+    merchant: str | None
+    category: str | None
+    kind: str | None
+    symbol: str | None
+    units: Decimal | None
+    transfer_id: str | None
+    removed: bool = False
+
+
+@dataclass(frozen=True)
+class CursorRow:
+    fetch_hour: datetime
+    linked_account_id: str
+    cursor: str
+
+
 @dataclass
 class HourBatch:
     """Everything one ingest writes for a set of (hour, linked account) pairs."""
@@ -208,12 +275,16 @@ class HourBatch:
     fetches: list[FetchRow]
     sub_accounts: list[SubAccountRow]
     items: list[ItemRow]
+    transactions: list[TransactionRow] = field(default_factory=list)
+    cursors: list[CursorRow] = field(default_factory=list)
 
 
 _FETCH_COLS = tuple(FetchRow.__dataclass_fields__)
 _SUB_COLS = tuple(SubAccountRow.__dataclass_fields__)
 _ITEM_COLS = tuple(ItemRow.__dataclass_fields__)
 _HOUR_COLS = tuple(AccountHourRow.__dataclass_fields__)
+_TXN_COLS = tuple(TransactionRow.__dataclass_fields__)
+_CURSOR_COLS = tuple(CursorRow.__dataclass_fields__)
 
 
 def _cell(v: object) -> object:
@@ -231,6 +302,18 @@ def _frame(objs: Sequence[object], cols: Sequence[str]) -> pd.DataFrame:
 _INSERT_SELECT = {
     "items": ", ".join(
         f"cast({c} as {AMOUNT_TYPE}) as {c}" if c in ("units", "value") else c for c in _ITEM_COLS
+    ),
+    "transactions": ", ".join(
+        f"cast({c} as {AMOUNT_TYPE}) as {c}"
+        if c in ("units", "amount")
+        else f"cast({c} as date) as {c}"
+        if c in ("posted_date", "authorized_date")
+        else f"cast({c} as boolean) as {c}"
+        if c in ("pending", "removed")
+        else f"cast({c} as varchar) as {c}"
+        if c != "fetch_hour"
+        else c
+        for c in _TXN_COLS
     ),
 }
 
@@ -251,6 +334,8 @@ def write_hour_batch(con: duckdb.DuckDBPyConnection, batch: HourBatch) -> None:
         "fetches": _frame(batch.fetches, _FETCH_COLS),
         "sub_accounts": _frame(batch.sub_accounts, _SUB_COLS),
         "items": _frame(batch.items, _ITEM_COLS),
+        "transactions": _frame(batch.transactions, _TXN_COLS),
+        "transaction_cursors": _frame(batch.cursors, _CURSOR_COLS),
     }
     con.execute("begin transaction")
     try:
@@ -354,6 +439,8 @@ _HOURLY_RAW = (
     ("fetches", "fetch_hour"),
     ("sub_accounts", "fetch_hour"),
     ("items", "fetch_hour"),
+    ("transactions", "fetch_hour"),
+    ("transaction_cursors", "fetch_hour"),
     ("unit_prices", "price_hour"),
 )
 
@@ -415,3 +502,17 @@ def forget_hours(con: duckdb.DuckDBPyConnection, first: datetime, last: datetime
         con.execute("rollback")
         raise
     return counts
+
+
+def latest_cursors(
+    con: duckdb.DuckDBPyConnection, linked_account_ids: Sequence[str]
+) -> dict[str, str]:
+    """Each account's newest stored transactions cursor (what its next fetch resumes from)."""
+    if not linked_account_ids:
+        return {}
+    rows = con.execute(
+        "select linked_account_id, arg_max(cursor, fetch_hour) from raw.transaction_cursors "
+        "where linked_account_id in (select unnest(?)) group by 1",
+        [list(linked_account_ids)],
+    ).fetchall()
+    return {str(a): str(c) for a, c in rows}

@@ -33,6 +33,7 @@ from finbot_pipelines.defs.ingest.checks import (
 from finbot_pipelines.defs.partitions import HOUR_FMT, HOURLY_FRESHNESS, naive_utc
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.defs.window import impossible_hours
+from finbot_pipelines.providers.contract import Snapshot
 from finbot_pipelines.providers.fetching import (
     CredentialsUnavailable,
     FetchOutcome,
@@ -43,10 +44,13 @@ from finbot_pipelines.providers.fetching import (
 from finbot_pipelines.providers.registry import get_provider, get_spec
 from finbot_pipelines.warehouse.raw import (
     AccountHourRow,
+    CursorRow,
     FetchRow,
     HourBatch,
     ItemRow,
     SubAccountRow,
+    TransactionRow,
+    latest_cursors,
     replace_profiles,
     write_hour_batch,
 )
@@ -93,6 +97,49 @@ def refuse_past_hours(
             "rebuild the transforms from the raw history already stored."
         )
     )
+
+
+def transaction_rows(
+    account_id: str, hour: datetime, snapshot: Snapshot
+) -> tuple[list[TransactionRow], list[CursorRow]]:
+    """The transactions (and removals, and the cursor) a successful fetch reported."""
+    rows = [
+        TransactionRow(
+            fetch_hour=hour,
+            linked_account_id=account_id,
+            transaction_id=t.id,
+            sub_account_id=t.sub_account_id,
+            posted_date=t.posted,
+            authorized_date=t.authorized,
+            pending=t.pending,
+            pending_transaction_id=t.pending_id,
+            amount=t.amount,
+            currency=t.currency,
+            description=t.description,
+            merchant=t.merchant,
+            category=t.category,
+            kind=t.kind,
+            symbol=t.symbol,
+            units=t.units,
+            transfer_id=t.transfer_id,
+        )
+        for t in snapshot.transactions
+    ]
+    reported = {t.id for t in snapshot.transactions}
+    rows.extend(
+        TransactionRow(
+            hour, account_id, tid, None, None, None, False, None, None, None, None, None,
+            None, None, None, None, None, removed=True,
+        )
+        for tid in dict.fromkeys(snapshot.removed_transaction_ids)
+        if tid not in reported
+    )  # fmt: skip
+    cursors = (
+        [CursorRow(hour, account_id, snapshot.transactions_cursor)]
+        if snapshot.transactions_cursor
+        else []
+    )
+    return rows, cursors
 
 
 def outcome_rows(
@@ -271,6 +318,9 @@ def iter_ingest_hours(
     newest = max(hours) if hours else None
     with finbot.warehouse() as con:
         replace_profiles(con, [(p.id, p.name, p.valuation_ccy) for p in cfg.profiles])
+        # a change feed resumes from the cursor stored with the newest landed transactions
+        # (providers with a cursor fetch live: one hour per run)
+        cursors = latest_cursors(con, [a.id for a in accounts])
         for start in range(0, len(hours), CHUNK_HOURS):
             chunk = hours[start : start + CHUNK_HOURS]
             final = start + CHUNK_HOURS >= len(hours)
@@ -306,6 +356,7 @@ def iter_ingest_hours(
                             debug_dir=debug_dir,
                             browser=browser,
                             state_root=finbot.paths.state,
+                            transactions_cursor=cursors.get(a.id),
                         )
                     )
                     task_accounts.append(a)
@@ -329,6 +380,10 @@ def iter_ingest_hours(
                 batch.fetches.append(fetch)
                 batch.sub_accounts.extend(subs)
                 batch.items.extend(items)
+                if outcome.snapshot is not None:
+                    txns, cursor_rows = transaction_rows(a.id, fetch.fetch_hour, outcome.snapshot)
+                    batch.transactions.extend(txns)
+                    batch.cursors.extend(cursor_rows)
                 stats[a.id]["success" if outcome.ok else "failure"] += 1
                 stats[a.id]["retries"] += outcome.attempts - 1
                 if not outcome.ok:
@@ -362,6 +417,8 @@ def _merge(batches: Iterable[HourBatch]) -> HourBatch:
         merged.fetches.extend(b.fetches)
         merged.sub_accounts.extend(b.sub_accounts)
         merged.items.extend(b.items)
+        merged.transactions.extend(b.transactions)
+        merged.cursors.extend(b.cursors)
     return merged
 
 
@@ -394,7 +451,7 @@ def build_ingest_assets(
             description=(
                 f"Hourly snapshot of the linked account '{a.name}' ({a.provider}) of profile "
                 f"'{a.profile}'{' — frozen: keeps its last value' if a.frozen else ''}. "
-                "Lands raw.fetches, raw.sub_accounts and raw.items."
+                "Lands raw.fetches, raw.sub_accounts, raw.items and raw.transactions."
             ),
             group_name="ingest",
             kinds={"python", "duckdb"},

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import subprocess
 import sys
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -258,6 +259,7 @@ def build_dbt_assets(ingest_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
         if config.full_refresh:
             args.append("--full-refresh")
         paths.dbt_target.mkdir(parents=True, exist_ok=True)
+        invocation = None
         try:
             invocation = dbt.cli(
                 args, context=context, target_path=paths.dbt_target, raise_on_error=False
@@ -265,6 +267,10 @@ def build_dbt_assets(ingest_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
             with dbt_stdout(quiet) as tail:
                 yield from invocation.stream()
         finally:
+            # if reading dbt's events failed, dbt still runs and holds the warehouse: stop
+            # it first, so that the error raised is that failure, not the lock
+            if invocation is not None:
+                stop_process(invocation.process)
             with finbot.warehouse() as con:
                 clear_build_window(con)
         if not invocation.is_successful():
@@ -285,6 +291,18 @@ def build_dbt_assets(ingest_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
             )
 
     return finbot_dbt
+
+
+def stop_process(proc: subprocess.Popen[Any], grace_s: float = 30.0) -> None:
+    """Terminate ``proc`` if it still runs and wait for it (killed after ``grace_s``)."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def build_window_of(

@@ -1,0 +1,167 @@
+{#-
+  The current version of every transaction (stg_raw__transactions), with its linked
+  account's profile, valued in the profile's currency at its date's rate.
+
+  The rate of a currency X to the valuation currency Y on a day is leg(Y) / leg(X),
+  where a leg is the code's value against the euro on or before that day: the latest
+  euro reference rate published on or before the day for a currency (weekends carry
+  Friday's), and for a non-ISO unit (BTC) priced at P quote_ccy, leg(quote_ccy) / P
+  with the latest price before the end of the day. EUR's leg is 1, X -> X is 1. No
+  leg yet: amount_valuation NULL and fx_missing true (never a silent 0 or 1).
+  The profile is the account's at the newest hour it was ingested.
+  A table rebuilt each run: transactions are few (thousands a year), so the rebuild
+  costs milliseconds whatever the history.
+-#}
+with
+
+transactions as (
+
+    select * from {{ ref('stg_raw__transactions') }}
+
+),
+
+accounts as (
+
+    select
+        linked_account_id,
+        arg_max(profile_id, fetch_hour) as profile_id,
+        arg_max(provider_id, fetch_hour) as provider_id,
+        arg_max(linked_account_name, fetch_hour) as linked_account_name
+    from {{ ref('stg_raw__linked_account_hours') }}
+    group by linked_account_id
+
+),
+
+profiles as (
+
+    select * from {{ ref('stg_raw__profiles') }}
+
+),
+
+eur_rates as (
+
+    select rate_date, quote_ccy, rate from {{ ref('stg_raw__fx_rates') }}
+    where base_ccy = 'EUR'
+
+),
+
+unit_prices as (
+
+    select price_hour, unit, quote_ccy, price from {{ ref('stg_raw__unit_prices') }}
+
+),
+
+valued as (
+
+    select
+        t.*,
+        a.profile_id,
+        a.provider_id,
+        a.linked_account_name,
+        p.valuation_ccy
+    from transactions as t
+    left join accounts as a using (linked_account_id)
+    left join profiles as p using (profile_id)
+
+),
+
+-- the legs of each (day, code) the transactions need: the currency and the valuation ccy
+needed as (
+
+    select distinct transaction_date as day, currency as code from valued
+    union
+    select distinct transaction_date as day, valuation_ccy as code from valued
+    where valuation_ccy is not null
+
+),
+
+fiat_legs as (
+
+    select n.day, n.code, r.rate as leg
+    from needed as n
+    asof join eur_rates as r
+        on r.quote_ccy = n.code and r.rate_date <= n.day
+
+),
+
+unit_quotes as (
+
+    select n.day, n.code, u.quote_ccy, u.price
+    from needed as n
+    asof join unit_prices as u
+        on u.unit = n.code and u.price_hour < cast(n.day + interval 1 day as timestamp)
+
+),
+
+unit_legs as (
+
+    select q.day, q.code, r.rate / q.price as leg
+    from unit_quotes as q
+    asof join eur_rates as r
+        on r.quote_ccy = q.quote_ccy and r.rate_date <= q.day
+    where q.quote_ccy <> 'EUR'
+    union all
+    select day, code, 1 / price as leg from unit_quotes where quote_ccy = 'EUR'
+
+),
+
+legs as (
+
+    select
+        n.day,
+        n.code,
+        case
+            when n.code = 'EUR' then 1
+            else coalesce(f.leg, u.leg)
+        end as leg
+    from needed as n
+    left join fiat_legs as f using (day, code)
+    left join unit_legs as u using (day, code)
+
+),
+
+final as (
+
+    select
+        v.profile_id,
+        v.linked_account_id,
+        v.linked_account_name,
+        v.provider_id,
+        v.sub_account_id,
+        v.transaction_id,
+        v.transaction_date,
+        v.posted_date,
+        v.authorized_date,
+        v.pending,
+        v.amount,
+        v.currency,
+        v.valuation_ccy,
+        case
+            when v.currency = v.valuation_ccy then 1.0
+            else cast(ly.leg as double) / cast(lx.leg as double)
+        end as fx_rate,
+        {{ valuation_amount(
+            'v.amount',
+            'cast(ly.leg as double) / cast(lx.leg as double)',
+            'v.currency = v.valuation_ccy',
+        ) }} as amount_valuation,
+        v.currency <> coalesce(v.valuation_ccy, v.currency)
+            and (lx.leg is null or ly.leg is null) as fx_missing,
+        v.amount > 0 as is_inflow,
+        v.kind,
+        v.category,
+        v.description,
+        v.merchant,
+        v.symbol,
+        v.units,
+        v.transfer_id,
+        v.first_seen_hour,
+        v.last_seen_hour
+
+    from valued as v
+    left join legs as lx on lx.day = v.transaction_date and lx.code = v.currency
+    left join legs as ly on ly.day = v.transaction_date and ly.code = v.valuation_ccy
+
+)
+
+select * from final
