@@ -120,6 +120,114 @@ legs as (
 
 ),
 
+priced as (
+
+    select
+        v.*,
+        case
+            when v.currency = v.valuation_ccy then 1.0
+            else cast(ly.leg as double) / cast(lx.leg as double)
+        end as fx_rate,
+        {{ valuation_amount(
+            'v.amount',
+            'cast(ly.leg as double) / cast(lx.leg as double)',
+            'v.currency = v.valuation_ccy',
+        ) }} as amount_valuation,
+        v.currency <> coalesce(v.valuation_ccy, v.currency)
+            and (lx.leg is null or ly.leg is null) as fx_missing
+    from valued as v
+    left join legs as lx on lx.day = v.transaction_date and lx.code = v.currency
+    left join legs as ly on ly.day = v.transaction_date and ly.code = v.valuation_ccy
+
+),
+
+{#-
+  Internal transfers: two transactions of one profile in two different accounts
+  (linked account or sub-account), money out of one and into the other. They are
+  paired when the provider links them (the same transfer_id), else when their
+  amounts are opposite (exactly, in the same currency; within 1 % in the valuation
+  currency across currencies) and their dates at most
+  {{ var('transfer_match_days') }} days apart, among deposits, withdrawals, transfers
+  and others (never a trade, an income or a cost). Each transaction pairs at most
+  once: each one's nearest candidate (by days apart, then id) must be the other's.
+-#}
+movable as (
+
+    select * from priced
+    where not pending and kind in ('deposit', 'withdrawal', 'transfer', 'other')
+
+),
+
+candidates as (
+
+    select
+        o.linked_account_id as out_account,
+        o.transaction_id as out_id,
+        i.linked_account_id as in_account,
+        i.transaction_id as in_id,
+        abs(date_diff('day', o.transaction_date, i.transaction_date)) as days_apart,
+        o.transfer_id is not null and o.transfer_id = i.transfer_id as linked_by_provider
+    from movable as o
+    inner join movable as i
+        on o.profile_id = i.profile_id
+        and o.amount < 0
+        and i.amount > 0
+        and (
+            o.linked_account_id <> i.linked_account_id
+            or o.sub_account_id is distinct from i.sub_account_id
+        )
+        and (
+            (o.transfer_id is not null and o.transfer_id = i.transfer_id)
+            or (
+                abs(date_diff('day', o.transaction_date, i.transaction_date))
+                    <= {{ var('transfer_match_days') }}
+                and (
+                    (o.currency = i.currency and o.amount = -i.amount)
+                    or (
+                        o.currency <> i.currency
+                        and abs(o.amount_valuation + i.amount_valuation)
+                            <= 0.01 * abs(o.amount_valuation)
+                    )
+                )
+            )
+        )
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by out_account, out_id
+            order by linked_by_provider desc, days_apart, in_account, in_id
+        ) as out_rank,
+        row_number() over (
+            partition by in_account, in_id
+            order by linked_by_provider desc, days_apart, out_account, out_id
+        ) as in_rank
+    from candidates
+
+),
+
+pairs as (
+
+    select out_account, out_id, in_account, in_id from ranked
+    where out_rank = 1 and in_rank = 1
+
+),
+
+matched as (
+
+    select out_account as linked_account_id, out_id as transaction_id,
+        in_account as matched_linked_account_id, in_id as matched_transaction_id
+    from pairs
+    union all
+    select in_account, in_id, out_account, out_id
+    from pairs
+
+),
+
 final as (
 
     select
@@ -136,19 +244,21 @@ final as (
         v.amount,
         v.currency,
         v.valuation_ccy,
-        case
-            when v.currency = v.valuation_ccy then 1.0
-            else cast(ly.leg as double) / cast(lx.leg as double)
-        end as fx_rate,
-        {{ valuation_amount(
-            'v.amount',
-            'cast(ly.leg as double) / cast(lx.leg as double)',
-            'v.currency = v.valuation_ccy',
-        ) }} as amount_valuation,
-        v.currency <> coalesce(v.valuation_ccy, v.currency)
-            and (lx.leg is null or ly.leg is null) as fx_missing,
+        v.fx_rate,
+        v.amount_valuation,
+        v.fx_missing,
         v.amount > 0 as is_inflow,
         v.kind,
+        m.matched_transaction_id is not null as is_internal_transfer,
+        m.matched_linked_account_id,
+        m.matched_transaction_id,
+        case
+            when m.matched_transaction_id is not null then 'internal'
+            when v.kind in ('dividend', 'interest') then 'income'
+            when v.kind in ('fee', 'tax') then 'cost'
+            when v.kind in ('buy', 'sell') then 'trade'
+            else 'external'
+        end as flow_class,
         v.category,
         v.description,
         v.merchant,
@@ -158,9 +268,8 @@ final as (
         v.first_seen_hour,
         v.last_seen_hour
 
-    from valued as v
-    left join legs as lx on lx.day = v.transaction_date and lx.code = v.currency
-    left join legs as ly on ly.day = v.transaction_date and ly.code = v.valuation_ccy
+    from priced as v
+    left join matched as m using (linked_account_id, transaction_id)
 
 )
 
