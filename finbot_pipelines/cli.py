@@ -368,6 +368,29 @@ def print_net_worth(paths: HomePaths) -> None:
             f"(assets {r['total_assets']:,.2f}, liabilities {r['total_liabilities']:,.2f}; "
             f"{r['valuation_hour']:%Y-%m-%d %H:00} UTC{stale})"
         )
+    print_performance(paths)
+
+
+def _amount(value: object) -> str:
+    return "n/a" if value is None else f"{value:,.2f}"
+
+
+def print_performance(paths: HomePaths) -> None:
+    """Since the first valuation: what was put in, apart from what the money earned."""
+    from finbot_pipelines.warehouse.queries import profile_performance
+
+    rows = [r for r in profile_performance(paths.published) if r["start_day"] is not None]
+    if not rows:
+        return
+    click.echo("Since the first valuation (contributions apart from market gain):")
+    for r in rows:
+        twr = "n/a" if r["twr"] is None else f"{100 * r['twr']:+.2f} %"
+        click.echo(
+            f"  {r['profile_id']:<12} {r['start_day']:%Y-%m-%d} .. {r['end_day']:%Y-%m-%d}: "
+            f"net contributions {_amount(r['net_contributions'])} {r['valuation_ccy']}, "
+            f"income {_amount(r['income'])}, market gain {_amount(r['market_gain'])} "
+            f"(time-weighted return {twr})"
+        )
 
 
 @main.command()

@@ -274,3 +274,53 @@ def test_a_snapshot_refuses_bad_transactions() -> None:
     twice = (_t("x", "1"), _t("x", "2"))
     with pytest.raises(ProviderPayloadError, match="duplicate transaction id 'x'"):
         Snapshot((sub,), transactions=twice).validate()
+
+
+# --------------------------------------------------------------------------- the dummy
+
+
+def test_the_dummys_transactions_are_its_cash_balances_moves() -> None:
+    """From close (23:00 UTC) to close, each cash item of the dummy changes by exactly
+    its transaction of that day: computed here from two snapshots' items."""
+    from finbot_pipelines.providers.dummy.provider import dummy_snapshot
+
+    options = {"sub_accounts": ["cash", "stocks"]}
+    evening = datetime(2026, 3, 10, 23)
+    snap = dummy_snapshot("acc", options, evening)
+    snap.validate()
+    assert dummy_snapshot("acc", options, evening - timedelta(hours=5)).transactions == ()
+
+    def cash(at: datetime) -> dict[tuple[str, str], Decimal]:
+        return {
+            (sub.id, item.name): item.value
+            for sub in dummy_snapshot("acc", options, at).sub_accounts
+            for item in sub.items
+            if item.asset_class == "cash" and item.value is not None
+        }
+
+    by_id = {t.id: t for t in snap.transactions}
+    days = [evening - timedelta(days=n) for n in (2, 1, 0)]
+    expected = 0
+    for day in days:
+        now, before = cash(day), cash(day - timedelta(days=1))
+        for key, value in now.items():
+            delta = value - before[key]
+            tid = f"{key[0]}:{key[1]}:{day.date().isoformat()}"
+            if delta == 0:
+                assert tid not in by_id
+                continue
+            expected += 1
+            t = by_id[tid]
+            assert t.amount == delta and t.posted == day.date(), t
+            assert t.kind == ("deposit" if delta > 0 else "withdrawal")
+    assert expected == len(snap.transactions) and expected > 0
+    # the ISA's cash moves are contributions, a current account's are salary and spending
+    isa = [t for t in snap.transactions if t.sub_account_id == "isa"]
+    assert isa and {t.description for t in isa} <= {"Contribution", "Withdrawal"}
+    # the next evening re-reports two of these days unchanged (a window, for lost fetches)
+    nxt = {
+        t.id: t for t in dummy_snapshot("acc", options, evening + timedelta(days=1)).transactions
+    }
+    shared = [tid for tid in by_id if tid in nxt]
+    assert shared and all(nxt[tid] == by_id[tid] for tid in shared)
+    assert not any(tid.endswith(days[0].date().isoformat()) for tid in nxt)

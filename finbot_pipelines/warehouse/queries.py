@@ -58,6 +58,30 @@ def latest_net_worth(path: Path) -> list[dict[str, Any]]:
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
+def profile_performance(path: Path, period: str = "since_first") -> list[dict[str, Any]]:
+    """Each profile's performance over ``period`` (fct_performance): contributions apart
+    from market gain. Empty when the published catalog has no such mart yet."""
+    with open_published(path) as con:
+        exists = con.execute(
+            "select count(*) from duckdb_tables() where schema_name = 'marts' "
+            "and table_name = 'fct_performance'"
+        ).fetchone()
+        if not exists or not exists[0]:
+            return []
+        cur = con.execute(
+            """
+            select profile_id, valuation_ccy, start_day, end_day, start_value, end_value,
+                   net_contributions, income, costs, market_gain, twr, mwr
+            from marts.fct_performance
+            where level = 'profile' and period = ?
+            order by profile_id
+            """,
+            [period],
+        )
+        cols = [d[0] for d in cur.description or []]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
 def parse_warnings(raw: object) -> list[dict[str, str]]:
     """The warnings of a fetch ({code, message} each), from the JSON list stored in
     ``raw.fetches.warnings`` and ``mart_linked_account_health.warnings``."""

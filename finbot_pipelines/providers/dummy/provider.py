@@ -44,7 +44,7 @@ import hashlib
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -58,6 +58,7 @@ from finbot_pipelines.providers.contract import (
     RateLimited,
     Snapshot,
     SubAccount,
+    Transaction,
     TransientError,
 )
 from finbot_pipelines.providers.dummy.options import (
@@ -364,11 +365,82 @@ def dummy_snapshot(
     h = hour_index(as_of)
     kinds = options.sub_accounts
     scale = options.scale
+    subs = _sub_accounts(linked_account_id, kinds, h, scale)
+    return Snapshot(tuple(subs), transactions=_transactions(linked_account_id, kinds, h, scale))
+
+
+def _sub_accounts(account_id: str, kinds: Sequence[str], h: int, scale: float) -> list[SubAccount]:
     subs: list[SubAccount] = []
     for kind in SUB_ACCOUNT_KINDS:  # stable order whatever the option's order
         if kind in kinds:
-            subs.extend(_BUILDERS[kind](linked_account_id, h, scale))
-    return Snapshot(tuple(subs))
+            subs.extend(_BUILDERS[kind](account_id, h, scale))
+    return subs
+
+
+#: The fetch at a day's last hour reports the transactions of this many days (that day
+#: and the ones before: a failed evening fetch loses nothing).
+TRANSACTION_DAYS = 3
+
+
+def _cash_balances(
+    account_id: str, kinds: Sequence[str], h: int, scale: float
+) -> dict[tuple[str, str], tuple[Decimal, str, str]]:
+    """(sub-account id, item name) -> (balance, currency, account type) of every cash
+    item in its sub-account's own currency, at hour index ``h``."""
+    out = {}
+    for sub in _sub_accounts(account_id, kinds, h, scale):
+        for item in sub.items:
+            if (
+                item.asset_class == "cash"
+                and item.item_type == "asset"
+                and item.value is not None
+                and item.currency in (None, sub.currency)
+            ):
+                out[(sub.id, item.name)] = (item.value, sub.currency, sub.account_type)
+    return out
+
+
+def _transactions(
+    account_id: str, kinds: Sequence[str], h: int, scale: float
+) -> tuple[Transaction, ...]:
+    """Transactions consistent with the balances: the money in and out of each cash
+    item over a day is one transaction, its close (the day's last hour, 23:00 UTC)
+    minus the previous day's close. So a cash balance changes only by its
+    transactions from close to close (no market gain on cash), and what an investment
+    account gains beyond them is its holdings' prices. Reported by the fetch of a
+    day's last hour, for that day and the TRANSACTION_DAYS - 1 before it."""
+    if (h + 1) % 24:
+        return ()
+    out: list[Transaction] = []
+    for back in range(TRANSACTION_DAYS - 1, -1, -1):
+        close_h = h - 24 * back
+        day = (_EPOCH + timedelta(hours=close_h)).date()
+        now = _cash_balances(account_id, kinds, close_h, scale)
+        before = _cash_balances(account_id, kinds, close_h - 24, scale)
+        for (sub_id, name), (value, ccy, account_type) in now.items():
+            if (sub_id, name) not in before:
+                continue
+            delta = value - before[(sub_id, name)][0]
+            if delta == 0:
+                continue
+            investment = account_type == "investment"
+            if delta > 0:
+                text = "Contribution" if investment else "Salary and transfers in"
+            else:
+                text = "Withdrawal" if investment else "Card payments and bills"
+            out.append(
+                Transaction(
+                    id=f"{sub_id}:{name}:{day.isoformat()}",
+                    sub_account_id=sub_id,
+                    amount=delta,
+                    currency=ccy,
+                    description=text,
+                    kind="deposit" if delta > 0 else "withdrawal",
+                    posted=day,
+                    category="transfers" if investment else ("income" if delta > 0 else "spending"),
+                )
+            )
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- failures
