@@ -36,6 +36,7 @@ _SPECS: dict[str, str] = {
     "google_sheets": "finbot_pipelines.providers.google_sheets.options:SPEC",
     "credit_agricole": "finbot_pipelines.providers.credit_agricole.options:SPEC",
     "aegon_targetplan": "finbot_pipelines.providers.aegon_targetplan.options:SPEC",
+    "simplefin": "finbot_pipelines.providers.simplefin.options:SPEC",
 }
 
 # One line per retired provider: id -> the message every fetch fails with.

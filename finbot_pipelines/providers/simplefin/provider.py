@@ -1,0 +1,185 @@
+"""``simplefin``: one linked account is one SimpleFIN access URL (every account the user
+connected at the SimpleFIN server, usually the SimpleFIN Bridge).
+
+A fetch makes at most one request, ``GET /accounts`` (:mod:`.client`), and maps the
+Account Set (:mod:`.mapping`). It respects the Bridge's quota: the developer guide
+says "the SimpleFIN Bridge is intended to provide daily updates to transaction data.
+As such, you are expected to make 24 requests or fewer per day" (quotas replenish
+through the day). So the last good answer is kept in this account's state folder
+(``ctx.state_dir/simplefin.json``, mode 0600) and used again, as it is, until
+``refresh_hours`` have passed: the hourly snapshot then repeats the same balances,
+which is what they are (their ``balance-date`` did not change), and re-reports the
+same transactions (the ingest keeps one version per id). The state file holds the
+answer (every text masked), when it was fetched, the window asked for, and a salted
+HMAC of the access URL (an answer of other credentials is never used); never the
+access URL or its parts.
+
+Transactions are asked from ``history_days`` ago on the first fetch, then from the
+previous request minus :data:`OVERLAP_DAYS` (a late-posting or corrected transaction
+is reported again, never missed), at most ``history_days`` back; pending ones with
+``pending=1`` when the ``pending`` option is on. The protocol's ``end-date`` is left
+out (it excludes its own instant; the server's "now" is what is wanted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from finbot_pipelines.providers.base import FetchContext, Provider
+from finbot_pipelines.providers.contract import ProviderPayloadError, Snapshot
+from finbot_pipelines.providers.http import Masker
+from finbot_pipelines.providers.simplefin.client import SimplefinClient
+from finbot_pipelines.providers.simplefin.mapping import build_snapshot
+from finbot_pipelines.providers.simplefin.options import (
+    SPEC,
+    SimplefinCredentials,
+    SimplefinOptions,
+)
+
+STATE_FILE = "simplefin.json"
+STATE_VERSION = 1
+#: days before the previous request's time that the next one asks from again
+OVERLAP_DAYS = 7
+
+
+@dataclass(frozen=True)
+class SavedAnswer:
+    """The last good answer of the server for this linked account."""
+
+    fetched_at: datetime
+    start_date: int
+    pending: bool
+    answer: dict[str, Any]
+
+
+def _fingerprint(salt: str, access_url: str) -> str:
+    return hmac.new(salt.encode(), access_url.encode(), hashlib.sha256).hexdigest()
+
+
+def _masked_tree(value: Any, mask: Masker) -> Any:
+    """``value`` (parsed JSON) with every string masked: what may be written to disk."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {mask(str(k)): _masked_tree(v, mask) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked_tree(v, mask) for v in value]
+    return value
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)  # exact; the mapping reads numeric strings
+    raise TypeError(type(value).__name__)
+
+
+def load_state(state_dir: Path | None, access_url: str) -> SavedAnswer | None:
+    """The saved answer of these credentials, or None (none, unreadable, other credentials)."""
+    if state_dir is None:
+        return None
+    path = state_dir / STATE_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+        if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+            return None
+        salt, fingerprint = str(doc["salt"]), str(doc["fingerprint"])
+        if not hmac.compare_digest(_fingerprint(salt, access_url), fingerprint):
+            return None
+        fetched_at = datetime.fromisoformat(str(doc["fetched_at"]))
+        if fetched_at.tzinfo is None:
+            return None
+        answer = doc["answer"]
+        if not isinstance(answer, dict):
+            return None
+        return SavedAnswer(fetched_at, int(doc["start_date"]), bool(doc["pending"]), answer)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_state(state_dir: Path, access_url: str, saved: SavedAnswer, mask: Masker) -> None:
+    """Write the state file atomically, mode 0600, in a 0700 folder."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    salt = secrets.token_hex(16)
+    doc = {
+        "version": STATE_VERSION,
+        "salt": salt,
+        "fingerprint": _fingerprint(salt, access_url),
+        "fetched_at": saved.fetched_at.isoformat(),
+        "start_date": saved.start_date,
+        "pending": saved.pending,
+        "answer": _masked_tree(saved.answer, mask),
+    }
+    text = json.dumps(doc, default=_json_default, ensure_ascii=False, sort_keys=True)
+    tmp = state_dir / f".{STATE_FILE}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, state_dir / STATE_FILE)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def window_start(now: datetime, saved: SavedAnswer | None, history_days: int) -> datetime:
+    """Where the transactions asked for begin: ``history_days`` ago on a first fetch,
+    else the previous request minus :data:`OVERLAP_DAYS`, never more than
+    ``history_days`` back."""
+    earliest = now - timedelta(days=history_days)
+    if saved is None:
+        return earliest
+    return max(earliest, min(now, saved.fetched_at - timedelta(days=OVERLAP_DAYS)))
+
+
+class SimplefinProvider(Provider[SimplefinOptions, SimplefinCredentials]):
+    spec = SPEC
+
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        #: the wall clock (aware UTC); tests pass their own
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def fetch(
+        self, ctx: FetchContext, options: SimplefinOptions, credentials: SimplefinCredentials
+    ) -> Snapshot:
+        mask = Masker(credentials.secret_values())
+        now = self._clock()
+        saved = load_state(ctx.state_dir, credentials.access_url)
+        fresh = (
+            saved is not None
+            and saved.pending == options.pending
+            and saved.fetched_at <= now < saved.fetched_at + timedelta(hours=options.refresh_hours)
+        )
+        if fresh:
+            assert saved is not None
+            return self._snapshot(saved.answer, mask)
+        start = int(window_start(now, saved, options.history_days).timestamp())
+        client = SimplefinClient(credentials.access_url, timeout_s=options.timeout_s, masker=mask)
+        answer = client.accounts(start_date=start, pending=options.pending)
+        snapshot = self._snapshot(answer, mask)  # only an answer that maps is kept
+        if ctx.state_dir is not None:
+            save_state(
+                ctx.state_dir,
+                credentials.access_url,
+                SavedAnswer(now, start, options.pending, answer),
+                mask,
+            )
+        return snapshot
+
+    @staticmethod
+    def _snapshot(answer: dict[str, Any], mask: Masker) -> Snapshot:
+        try:
+            return build_snapshot(answer, mask)
+        except ProviderPayloadError as exc:  # may quote the answer: mask what it echoes
+            raise ProviderPayloadError(mask(str(exc))) from None
