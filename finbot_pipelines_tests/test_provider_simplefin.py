@@ -22,7 +22,12 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from finbot_pipelines.cli import main
+from finbot_pipelines.config.home import demo_config_text
+from finbot_pipelines.config.vault import Vault, init_key_file
 from finbot_pipelines.providers import registry
 from finbot_pipelines.providers.base import FetchContext, fetch_snapshot
 from finbot_pipelines.providers.contract import (
@@ -398,3 +403,82 @@ def test_the_provider_is_registered() -> None:
     fields = [f.name for f in SPEC.credential_fields]
     assert fields == ["access_url"]
     assert SPEC.setup is not None and [f.name for f in SPEC.setup.input_fields] == ["setup_token"]
+
+
+# --------------------------------------------------------------------------- accounts add
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / "finbot.yaml").write_text(demo_config_text(datetime(2026, 5, 1)))
+    init_key_file(tmp_path)
+    return tmp_path
+
+
+def invoke(home: Path, *args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(main, ["--home", str(home), *args], input=input)
+
+
+def _add(home: Path, token: str, *extra: str) -> Any:
+    args = ["accounts", "add", "simplefin", "--id", "sf", "--profile", "alice", *extra]
+    return invoke(home, *args, "--credentials-stdin", input=token + "\n")
+
+
+def test_accounts_add_claims_the_token_once_and_stores_the_access_url(
+    home: Path, fake: FakeSimplefin
+) -> None:
+    fake.state.account_set = example("v2_account_set")
+    token = fake.setup_token()
+    res = _add(home, token)
+    assert res.exit_code == 0, res.output
+    assert "fetched 1 sub-account(s)" in res.output
+    assert Vault.open(home).get_json("sf") == {"access_url": fake.access_url}
+    assert token not in res.output and fake.state.password not in res.output
+    cfg = yaml.safe_load((home / "finbot.yaml").read_text())
+    account = next(a for a in cfg["linked_accounts"] if a["id"] == "sf")
+    assert account["provider"] == "simplefin" and account["credentials"] == "sf"
+    # the test fetch's answer is kept: the first hourly fetch does not ask again
+    assert (home / "state" / "sf" / STATE_FILE).exists()
+    assert invoke(home, "accounts", "test", "sf").exit_code == 0
+    assert fake.account_requests == 1
+
+
+def test_accounts_add_with_a_spent_token_saves_nothing(home: Path, fake: FakeSimplefin) -> None:
+    token = fake.setup_token()
+    claim_credentials(SimplefinSetup(setup_token=token), SimplefinOptions())  # someone else
+    before = (home / "finbot.yaml").read_text()
+    res = _add(home, token)
+    assert res.exit_code == 1
+    assert "nothing was saved" in res.output and "works only once" in res.output
+    assert token not in res.output
+    assert (home / "finbot.yaml").read_text() == before
+    assert Vault.open(home).names() == []
+
+
+def test_a_claim_whose_test_fetch_fails_keeps_the_access_url(
+    home: Path, fake: FakeSimplefin
+) -> None:
+    fake.state.status = 402
+    before = (home / "finbot.yaml").read_text()
+    res = _add(home, fake.setup_token())
+    assert res.exit_code == 1
+    assert "--stored-credentials" in res.output and "payment required" in res.output
+    assert (home / "finbot.yaml").read_text() == before
+    assert Vault.open(home).get_json("sf") == {"access_url": fake.access_url}
+    fake.state.status = None
+    fake.state.account_set = example("v1_account_set")
+    res = invoke(home, "accounts", "add", "simplefin", "--id", "sf", "--profile", "alice",
+                 "--stored-credentials")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "read from the vault as 'sf'" in res.output
+
+
+def test_accounts_add_prompts_for_the_token_without_echo(home: Path, fake: FakeSimplefin) -> None:
+    fake.state.account_set = example("v1_account_set")
+    token = fake.setup_token()
+    res = invoke(home, "accounts", "add", "simplefin", "--id", "sf", "--profile", "alice",
+                 input=token + "\n")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "setup_token (SimpleFIN setup token" in res.output
+    assert token not in res.output
+    assert Vault.open(home).get_json("sf") == {"access_url": fake.access_url}

@@ -58,7 +58,7 @@ MAX_TIMEOUT_S = 300.0
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 RELINK_HINT = (
     "the SimpleFIN server refused the access URL (revoked, or the subscription lapsed): "
-    "create a new setup token at your SimpleFIN Bridge (Apps > New connection), then "
+    "create a new setup token at your SimpleFIN Bridge (a new application connection), then "
     "`finbot accounts remove ID` and `finbot accounts add simplefin`"
 )
 
