@@ -35,7 +35,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from finbot_pipelines_tests.fakes.echo import echo_record
 
@@ -162,7 +162,8 @@ class FakeSimplefin:
     @property
     def access_url(self) -> str:
         s = self.state
-        return f"http://{s.username}:{s.password}@127.0.0.1:{self.port}/simplefin"
+        user, password = quote(s.username, safe=""), quote(s.password, safe="")
+        return f"http://{user}:{password}@127.0.0.1:{self.port}/simplefin"
 
     def setup_token(self, claim: str | None = None) -> str:
         """A new setup token (base64 of this server's claim URL), claimable once."""
