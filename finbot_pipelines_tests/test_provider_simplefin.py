@@ -333,6 +333,48 @@ def test_refresh_hours_is_bounded() -> None:
     assert not SPEC.option_issues({"refresh_hours": 24, "history_days": 30})
 
 
+def test_a_pending_transaction_no_longer_listed_is_removed(
+    fake: FakeSimplefin, tmp_path: Path
+) -> None:
+    body = example("v1_account_set")
+    pending = {**example("v1_pending_transaction"), "id": "P-1"}
+    body["accounts"][0]["transactions"].append(pending)
+    fake.state.account_set = body
+    clock = Clock(T0)
+    assert fetch(fake, tmp_path, clock).removed_transaction_ids == ()
+    # it posted a day before the clock, under an id of its own (the next request asks
+    # from T0 - 7 days, so a 1995-02-18 transaction is no longer asked for)
+    when = int((T0 - timedelta(days=1)).timestamp())
+    posted = {"id": "T-2", "posted": when, "amount": "-33293.43",
+              "description": "Uncle Frank's Bait Shop"}  # fmt: skip
+    body["accounts"][0]["transactions"] = [body["accounts"][0]["transactions"][0], posted]
+    clock.now = T0 + timedelta(hours=7)
+    snap = fetch(fake, tmp_path, clock)
+    assert snap.removed_transaction_ids == ("2930002:P-1",)
+    assert [t.id for t in snap.transactions] == ["2930002:T-2"]
+    assert snap.transactions[0].posted == date(1995, 2, 28)
+    clock.now = T0 + timedelta(hours=8)  # the same answer again: the same snapshot
+    assert fetch(fake, tmp_path, clock) == snap and fake.account_requests == 2
+
+
+def test_nothing_is_removed_from_an_account_the_server_reports_an_error_for(
+    fake: FakeSimplefin, tmp_path: Path
+) -> None:
+    body = example("v2_account_set")
+    pending = {**example("v1_pending_transaction"), "id": "P-1"}
+    body["accounts"][0]["transactions"].append(pending)
+    fake.state.account_set = body
+    clock = Clock(T0)
+    fetch(fake, tmp_path, clock)
+    body["accounts"][0]["transactions"] = []
+    body["errlist"] = [{"code": "act.missingdata", "msg": "Incomplete transaction listing.",
+                        "account_id": "2930002"}]  # fmt: skip
+    clock.now = T0 + timedelta(hours=7)
+    snap = fetch(fake, tmp_path, clock)
+    assert snap.removed_transaction_ids == ()
+    assert [w.code for w in snap.warnings] == ["upstream"]
+
+
 # --------------------------------------------------------------------------- failures
 
 

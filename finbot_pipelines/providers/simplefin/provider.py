@@ -9,7 +9,10 @@ through the day). So the last good answer is kept in this account's state folder
 (``ctx.state_dir/simplefin.json``, mode 0600) and used again, as it is, until
 ``refresh_hours`` have passed: the hourly snapshot then repeats the same balances,
 which is what they are (their ``balance-date`` did not change), and re-reports the
-same transactions (the ingest keeps one version per id). The state file holds the
+same transactions (the ingest keeps one version per id). A pending transaction of the
+previous answer that a new answer no longer lists (it posted, under its own id, or was
+dropped) is reported in ``removed_transaction_ids``, unless the server reported an
+error for its account, its connection or the whole answer. The state file holds the
 answer (every text masked), when it was fetched, the window asked for, and a salted
 HMAC of the access URL (an answer of other credentials is never used); never the
 access URL or its parts.
@@ -36,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from finbot_pipelines.providers.base import FetchContext, Provider
-from finbot_pipelines.providers.contract import ProviderPayloadError, Snapshot
+from finbot_pipelines.providers.contract import ProviderError, ProviderPayloadError, Snapshot
 from finbot_pipelines.providers.http import Masker
 from finbot_pipelines.providers.simplefin.client import SimplefinClient
-from finbot_pipelines.providers.simplefin.mapping import build_snapshot
+from finbot_pipelines.providers.simplefin.mapping import build_snapshot, notices
 from finbot_pipelines.providers.simplefin.options import (
     SPEC,
     SimplefinCredentials,
@@ -60,6 +63,8 @@ class SavedAnswer:
     start_date: int
     pending: bool
     answer: dict[str, Any]
+    #: pending transactions of the answer before this one that this one no longer lists
+    removed: tuple[str, ...] = ()
 
 
 def _fingerprint(salt: str, access_url: str) -> str:
@@ -99,9 +104,16 @@ def load_state(state_dir: Path | None, access_url: str) -> SavedAnswer | None:
         if fetched_at.tzinfo is None:
             return None
         answer = doc["answer"]
-        if not isinstance(answer, dict):
+        removed = doc.get("removed", [])
+        if not isinstance(answer, dict) or not isinstance(removed, list):
             return None
-        return SavedAnswer(fetched_at, int(doc["start_date"]), bool(doc["pending"]), answer)
+        return SavedAnswer(
+            fetched_at,
+            int(doc["start_date"]),
+            bool(doc["pending"]),
+            answer,
+            tuple(str(r) for r in removed),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -118,6 +130,7 @@ def save_state(state_dir: Path, access_url: str, saved: SavedAnswer, mask: Maske
         "start_date": saved.start_date,
         "pending": saved.pending,
         "answer": _masked_tree(saved.answer, mask),
+        "removed": list(saved.removed),
     }
     text = json.dumps(doc, default=_json_default, ensure_ascii=False, sort_keys=True)
     tmp = state_dir / f".{STATE_FILE}.{secrets.token_hex(4)}.tmp"
@@ -163,19 +176,22 @@ class SimplefinProvider(Provider[SimplefinOptions, SimplefinCredentials]):
         )
         if fresh:
             assert saved is not None
-            return self._snapshot(saved.answer, mask)
+            return _with_removed(self._snapshot(saved.answer, mask), saved.removed)
         start = int(window_start(now, saved, options.history_days).timestamp())
         client = SimplefinClient(credentials.access_url, timeout_s=options.timeout_s, masker=mask)
         answer = client.accounts(start_date=start, pending=options.pending)
         snapshot = self._snapshot(answer, mask)  # only an answer that maps is kept
+        removed: tuple[str, ...] = ()
+        if saved is not None and saved.pending and options.pending:
+            removed = vanished_pending(saved.answer, answer, snapshot, mask)
         if ctx.state_dir is not None:
             save_state(
                 ctx.state_dir,
                 credentials.access_url,
-                SavedAnswer(now, start, options.pending, answer),
+                SavedAnswer(now, start, options.pending, answer, removed),
                 mask,
             )
-        return snapshot
+        return _with_removed(snapshot, removed)
 
     @staticmethod
     def _snapshot(answer: dict[str, Any], mask: Masker) -> Snapshot:
@@ -183,3 +199,38 @@ class SimplefinProvider(Provider[SimplefinOptions, SimplefinCredentials]):
             return build_snapshot(answer, mask)
         except ProviderPayloadError as exc:  # may quote the answer: mask what it echoes
             raise ProviderPayloadError(mask(str(exc))) from None
+
+
+def _with_removed(snapshot: Snapshot, removed: tuple[str, ...]) -> Snapshot:
+    if not removed:
+        return snapshot
+    return Snapshot(snapshot.sub_accounts, snapshot.warnings, snapshot.transactions, removed)
+
+
+def vanished_pending(
+    previous: dict[str, Any], answer: dict[str, Any], snapshot: Snapshot, mask: Masker
+) -> tuple[str, ...]:
+    """The pending transactions of the ``previous`` answer that ``answer`` (asked with
+    ``pending=1`` too) no longer lists, in accounts it lists without any error: they
+    posted under another id or were dropped (SimpleFIN names no link between a pending
+    transaction and the one that replaces it). Nothing when the answer reports a general
+    error (its listing may be partial)."""
+    found = notices(answer, mask)
+    if any(n.prefix == "gen." for n in found):
+        return ()
+    errored_conns = {n.conn_id for n in found if n.conn_id}
+    errored = {n.account_id for n in found if n.account_id}
+    for account in answer.get("accounts") or []:
+        if isinstance(account, dict) and account.get("conn_id") in errored_conns:
+            errored.add(str(account.get("id")))
+    try:
+        before = build_snapshot(previous, mask)
+    except ProviderError:
+        return ()
+    listed = {t.id for t in snapshot.transactions}
+    subs = {s.id for s in snapshot.sub_accounts} - errored
+    return tuple(
+        t.id
+        for t in before.transactions
+        if t.pending and t.sub_account_id in subs and t.id not in listed
+    )
