@@ -757,7 +757,9 @@ def echo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoWorld]:
 
         from finbot_pipelines_tests.fakes.simplefin_server import FakeSimplefin, SimplefinState
 
-        simplefin = FakeSimplefin(SimplefinState(**SIMPLEFIN, echo=True)).start()
+        simplefin = FakeSimplefin(
+            SimplefinState(SIMPLEFIN["username"], SIMPLEFIN["password"], echo=True)
+        ).start()
         stops.append(simplefin.stop)
         config += _account_yaml("simplefin", "simplefin", {})
         vault["simplefin"] = {"access_url": simplefin.access_url}
