@@ -35,6 +35,7 @@ from finbot_pipelines.providers.contract import (
     CredentialsError,
     Item,
     ProviderPayloadError,
+    RateLimited,
     Snapshot,
     TransientError,
 )
@@ -313,6 +314,41 @@ def test_hourly_fetches_within_refresh_hours_make_one_request(
     first = T0 + timedelta(minutes=5)
     expected = int((first - timedelta(days=7)).timestamp())
     assert fake.state.requests[1]["start-date"] == [str(expected)]
+
+
+def test_failed_requests_count_against_the_daily_budget(
+    fake: FakeSimplefin, tmp_path: Path
+) -> None:
+    fake.state.status = 503
+    clock = Clock(T0)
+    for _ in range(20):  # 20 failing requests (retries, say) within 24 hours
+        with pytest.raises(TransientError):
+            fetch(fake, tmp_path, clock)
+        clock.now += timedelta(minutes=30)
+    with pytest.raises(RateLimited, match="at most 24 a day") as exc:
+        fetch(fake, tmp_path, clock)
+    assert "1995-03-02 12:00 UTC" in str(exc.value)  # 24 hours after the first request
+    assert fake.account_requests == 20
+    fake.state.status = None
+    fake.state.account_set = example("v1_account_set")
+    clock.now = T0 + timedelta(hours=24, minutes=1)  # the first request has aged out
+    assert fetch(fake, tmp_path, clock).sub_accounts[0].id == "2930002"
+    assert fake.account_requests == 21
+    log = tmp_path / "state" / "sf" / "simplefin-requests.json"
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def test_beyond_the_budget_the_last_answer_is_used(fake: FakeSimplefin, tmp_path: Path) -> None:
+    fake.state.account_set = example("v1_account_set")
+    clock = Clock(T0)
+    first = fetch(fake, tmp_path, clock, options={"refresh_hours": 1})
+    # every hour is due (refresh_hours 1), but 20 a day at most: 23 more fetches
+    # 61 minutes apart stay within 24 hours (23 * 61 = 1403 minutes) of the first
+    for _ in range(23):
+        clock.now += timedelta(minutes=61)
+        snap = fetch(fake, tmp_path, clock, options={"refresh_hours": 1})
+        assert snap.sub_accounts == first.sub_accounts
+    assert fake.account_requests == 20
 
 
 def test_the_saved_answer_is_not_used_for_other_credentials(

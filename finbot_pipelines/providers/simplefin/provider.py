@@ -22,6 +22,11 @@ previous request minus :data:`OVERLAP_DAYS` (a late-posting or corrected transac
 is reported again, never missed), at most ``history_days`` back; pending ones with
 ``pending=1`` when the ``pending`` option is on. The protocol's ``end-date`` is left
 out (it excludes its own instant; the server's "now" is what is wanted).
+
+Failed requests and retries count too: at most :data:`DAILY_REQUEST_BUDGET` requests
+in any 24 hours (their times are in ``simplefin-requests.json`` beside the state).
+Beyond that a fetch re-uses the last good answer, or, without one, fails with
+``rate_limited`` naming when it will ask again, without asking.
 """
 
 from __future__ import annotations
@@ -39,7 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from finbot_pipelines.providers.base import FetchContext, Provider
-from finbot_pipelines.providers.contract import ProviderError, ProviderPayloadError, Snapshot
+from finbot_pipelines.providers.contract import (
+    ProviderError,
+    ProviderPayloadError,
+    RateLimited,
+    Snapshot,
+)
 from finbot_pipelines.providers.http import Masker
 from finbot_pipelines.providers.simplefin.client import SimplefinClient
 from finbot_pipelines.providers.simplefin.mapping import build_snapshot, notices
@@ -50,6 +60,11 @@ from finbot_pipelines.providers.simplefin.options import (
 )
 
 STATE_FILE = "simplefin.json"
+#: when each request of the last 24 hours was made (failed ones too)
+REQUEST_LOG = "simplefin-requests.json"
+#: requests a linked account may make in 24 hours, failed ones and retries included: the
+#: Bridge expects 24 or fewer a day (with "a little leeway"); a few are kept in reserve
+DAILY_REQUEST_BUDGET = 20
 STATE_VERSION = 1
 #: days before the previous request's time that the next one asks from again
 OVERLAP_DAYS = 7
@@ -118,9 +133,38 @@ def load_state(state_dir: Path | None, access_url: str) -> SavedAnswer | None:
         return None
 
 
+def _write_private(state_dir: Path, name: str, text: str) -> None:
+    """Write ``state_dir/name`` atomically, mode 0600, in a 0700 folder."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = state_dir / f".{name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, state_dir / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def recent_requests(state_dir: Path, now: datetime) -> list[datetime]:
+    """The requests of the last 24 hours (an unreadable log counts as none)."""
+    try:
+        doc = json.loads((state_dir / REQUEST_LOG).read_text(encoding="utf-8"))
+        times = [datetime.fromisoformat(str(t)) for t in doc]
+    except (OSError, ValueError, TypeError):
+        return []
+    return sorted(t for t in times if t.tzinfo and now - timedelta(hours=24) < t <= now)
+
+
+def record_request(state_dir: Path, recent: list[datetime], now: datetime) -> None:
+    _write_private(state_dir, REQUEST_LOG, json.dumps([t.isoformat() for t in [*recent, now]]))
+
+
 def save_state(state_dir: Path, access_url: str, saved: SavedAnswer, mask: Masker) -> None:
     """Write the state file atomically, mode 0600, in a 0700 folder."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     salt = secrets.token_hex(16)
     doc = {
         "version": STATE_VERSION,
@@ -133,17 +177,7 @@ def save_state(state_dir: Path, access_url: str, saved: SavedAnswer, mask: Maske
         "removed": list(saved.removed),
     }
     text = json.dumps(doc, default=_json_default, ensure_ascii=False, sort_keys=True)
-    tmp = state_dir / f".{STATE_FILE}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, state_dir / STATE_FILE)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    _write_private(state_dir, STATE_FILE, text)
 
 
 def window_start(now: datetime, saved: SavedAnswer | None, history_days: int) -> datetime:
@@ -177,6 +211,17 @@ class SimplefinProvider(Provider[SimplefinOptions, SimplefinCredentials]):
         if fresh:
             assert saved is not None
             return _with_removed(self._snapshot(saved.answer, mask), saved.removed)
+        if ctx.state_dir is not None:
+            recent = recent_requests(ctx.state_dir, now)
+            if len(recent) >= DAILY_REQUEST_BUDGET:
+                if saved is not None:  # the latest balances there are, not a failure
+                    return _with_removed(self._snapshot(saved.answer, mask), saved.removed)
+                raise RateLimited(
+                    f"simplefin: {len(recent)} requests in the last 24 hours, and the SimpleFIN "
+                    "Bridge expects at most 24 a day: finbot asks again after "
+                    f"{recent[0] + timedelta(hours=24):%Y-%m-%d %H:%M} UTC"
+                )
+            record_request(ctx.state_dir, recent, now)
         start = int(window_start(now, saved, options.history_days).timestamp())
         client = SimplefinClient(credentials.access_url, timeout_s=options.timeout_s, masker=mask)
         answer = client.accounts(start_date=start, pending=options.pending)
