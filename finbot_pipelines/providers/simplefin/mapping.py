@@ -105,7 +105,9 @@ class Notice:
 
     @property
     def prefix(self) -> str:
-        return self.code.split(".", 1)[0] + "." if "." in self.code else "gen."
+        """``gen.``, ``con.`` or ``act.``; an unknown prefix reads as a general error."""
+        prefix = self.code.split(".", 1)[0] + "."
+        return prefix if prefix in ("gen.", "con.", "act.") else "gen."
 
 
 def _text(value: object, mask: Masker, limit: int = 200) -> str:
@@ -373,7 +375,10 @@ def build_snapshot(body: Mapping[str, Any], mask: Masker) -> Snapshot:
             raise ProviderPayloadError(f"{where}: id is missing or empty")
         where = f"account {sub_id!r}"
         if sub_id in names:
-            raise ProviderPayloadError(f"{where} is listed twice")
+            raise ProviderPayloadError(
+                f"{where} is listed twice (SimpleFIN account ids are unique within a "
+                "connection; finbot needs them unique within an access URL)"
+            )
         name = _opt_str(a.get("name"))
         if name is None:
             raise ProviderPayloadError(f"{where}: name is missing or empty")
