@@ -726,6 +726,8 @@ def accounts_providers(fmt: str) -> None:
         click.echo(d["id"])
         click.echo(f"  {d['description']}")
         click.echo(f"  credentials: {fields or 'none'}")
+        for f in d.get("setup_fields", []):
+            click.echo(f"  `accounts add` asks for: {f['name']} ({f['description']})")
         if d["retired"]:
             continue
         click.echo("  options:")

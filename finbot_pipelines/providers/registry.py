@@ -129,6 +129,11 @@ def describe(provider_id: str) -> dict[str, Any]:
             }
             for f in spec.credential_fields
         ],
+        # what `accounts add` asks for instead, when the credentials are obtained from it
+        "setup_fields": [
+            {"name": f.name, "description": f.description, "secret": f.secret}
+            for f in (spec.setup.input_fields if spec.setup is not None else ())
+        ],
         "options": option_docs(spec),
         "supports_historical": spec.supports_historical,
         "retired": is_retired(provider_id),

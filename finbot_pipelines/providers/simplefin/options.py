@@ -151,7 +151,7 @@ class SimplefinSetup(ProviderCredentials):
     """What `finbot accounts add simplefin` asks for: the one-time setup token."""
 
     setup_token: Annotated[str, StringConstraints(min_length=1)] = secret_field(
-        "SimpleFIN setup token (from your SimpleFIN Bridge: it works once)"
+        "SimpleFIN setup token from your SimpleFIN Bridge; it works once"
     )
 
 
