@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 import yaml
+from pydantic import ValidationError
 
 from finbot_pipelines import numbers
 from finbot_pipelines.config import editing
@@ -27,7 +28,12 @@ from finbot_pipelines.config.paths import HomePaths, browser_executable
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
 from finbot_pipelines.config.vault import Vault, VaultError
 from finbot_pipelines.providers import registry
-from finbot_pipelines.providers.base import CredentialField
+from finbot_pipelines.providers.base import (
+    CredentialField,
+    ProviderSpec,
+    describe_errors,
+    format_path,
+)
 from finbot_pipelines.providers.contract import CredentialsError, ProviderError, Snapshot
 from finbot_pipelines.providers.fetching import FetchOutcome, FetchTask, RetryPolicy, run_one
 from finbot_pipelines.providers.fixes import fix_for
@@ -233,7 +239,15 @@ def accounts() -> None:
 @click.option(
     "--credentials-stdin",
     is_flag=True,
-    help="Read the credentials as one JSON object from stdin instead of prompting.",
+    help="Read the credentials as one JSON object from stdin instead of prompting "
+    "(a provider asking for one field, such as simplefin's setup token, also takes it "
+    "as plain text).",
+)
+@click.option(
+    "--stored-credentials",
+    is_flag=True,
+    help="Use the vault entry named by --credentials-name (default: the id) as it is: "
+    "nothing is asked (e.g. after a SimpleFIN claim whose test fetch failed).",
 )
 @click.pass_obj
 def accounts_add(
@@ -245,18 +259,25 @@ def accounts_add(
     option_pairs: tuple[str, ...],
     credentials_name: str | None,
     credentials_stdin: bool,
+    stored_credentials: bool,
 ) -> None:
     """Add a linked account: ask for its credentials, test them with one real fetch, save.
 
-    Nothing is written unless the fetch succeeds.
+    Nothing is written unless the fetch succeeds. For a provider whose credentials are
+    obtained from something else (simplefin: a one-time setup token, claimed for an
+    access URL), that is what is asked; a claimed access URL is kept in the vault even
+    when the test fetch then fails (the token cannot be claimed again).
     """
 
     def ask(fields: tuple[CredentialField, ...]) -> dict[str, str]:
         if not credentials_stdin:
             return _prompt_credentials(fields)
+        text = sys.stdin.read()
         try:
-            loaded = json.loads(sys.stdin.read())
+            loaded = json.loads(text)
         except json.JSONDecodeError as exc:
+            if len(fields) == 1 and text.strip() and "\n" not in text.strip():
+                return {fields[0].name: text.strip()}
             _fail(f"--credentials-stdin: not a JSON object ({exc.msg}, line {exc.lineno})")
         if not isinstance(loaded, dict):
             _fail("--credentials-stdin: expected a JSON object of credential fields")
@@ -271,7 +292,37 @@ def accounts_add(
         _parse_options(option_pairs),
         credentials_name,
         ask,
+        stored=stored_credentials,
     )
+
+
+def _setup_credentials(
+    spec: ProviderSpec,
+    options: Mapping[str, Any],
+    get_inputs: Callable[[tuple[CredentialField, ...]], dict[str, str]],
+) -> dict[str, str]:
+    """Credentials from what the provider's setup asks for (a setup token, claimed once)."""
+    setup = spec.setup
+    assert setup is not None
+    fields = setup.input_fields
+    inputs = get_inputs(fields)
+    missing = [f.name for f in fields if f.required and f.name not in inputs]
+    if missing:
+        _fail(f"missing field(s): {', '.join(missing)}")
+    try:
+        parsed = setup.inputs.model_validate(inputs)
+    except ValidationError as exc:
+        issues = describe_errors(exc, setup.inputs, show_input=False)
+        text = "; ".join(f"{format_path('', i.path)}: {i.message}" for i in issues)
+        _fail(f"invalid input: {text}")
+        raise  # unreachable
+    try:
+        parsed_options = spec.parse_options(options)
+        return setup.load()(parsed, parsed_options)
+    except ProviderError as exc:
+        note = f" ({setup.note})" if setup.note else ""
+        _fail(f"nothing was saved: {exc}{note}", 1)
+        raise  # unreachable
 
 
 def add_linked_account(
@@ -283,8 +334,14 @@ def add_linked_account(
     options: dict[str, Any],
     credentials_name: str | None,
     get_credentials: Callable[[tuple[CredentialField, ...]], dict[str, str]],
+    *,
+    stored: bool = False,
 ) -> None:
-    """Validate the new account, get its credentials, fetch once, then save vault and config."""
+    """Validate the new account, get its credentials, fetch once, then save vault and config.
+
+    With the provider's ``setup`` (simplefin), ``get_credentials`` is asked for its inputs
+    and the setup turns them into credentials; ``stored``: the vault entry exists already
+    and is used as it is."""
     cfg = _load(paths)
     try:
         spec = registry.get_spec(provider_id)
@@ -315,11 +372,26 @@ def add_linked_account(
     except ConfigError as exc:
         _fail("invalid linked account: " + "; ".join(f"{i.field}: {i.message}" for i in exc.issues))
     vault = _vault(paths) if secret_name else None
-    if vault is not None and secret_name in vault:
-        _fail(f"the vault already has a secret named '{secret_name}' (use --credentials-name)")
+    if stored and (vault is None or secret_name not in vault):
+        _fail(f"--stored-credentials: the vault has no entry named '{secret_name}'")
+    if not stored and vault is not None and secret_name in vault:
+        _fail(
+            f"the vault already has a secret named '{secret_name}' (use --credentials-name, "
+            "or --stored-credentials to use it)"
+        )
     creds: dict[str, str] = {}
-    if fields:
+    claimed = False
+    if stored and vault is not None and secret_name:
+        try:
+            creds = {str(k): str(v) for k, v in vault.get_json(secret_name).items()}
+        except VaultError as exc:
+            _fail(str(exc))
+    elif fields and spec.setup is not None:
+        creds = _setup_credentials(spec, options, get_credentials)
+        claimed = True
+    elif fields:
         creds = get_credentials(fields)
+    if fields:
         missing = [f.name for f in fields if f.required and f.name not in creds]
         if missing:
             _fail(f"missing credential field(s): {', '.join(missing)}")
@@ -328,25 +400,44 @@ def add_linked_account(
         except CredentialsError as exc:
             _fail(f"invalid credentials: {exc}")
     click.echo(f"testing '{account_id}' with one real fetch ...")
-    _report(test_fetch(paths, new_cfg, provider_id, account_id, profile_id, options, creds))
+    outcome = test_fetch(paths, new_cfg, provider_id, account_id, profile_id, options, creds)
+    if outcome.snapshot is None and claimed and vault is not None and secret_name:
+        # the setup cannot be done again (a SimpleFIN setup token works once): keep what
+        # it gave, so that fixing the cause does not need a new token
+        try:
+            vault.set(secret_name, json.dumps(creds), replace=False)
+            click.echo(
+                f"finbot: the claimed credentials are kept in the vault as '{secret_name}' "
+                "(the account was not added); once the cause below is fixed: "
+                f"`finbot accounts add {provider_id} --id {account_id} "
+                f"--credentials-name {secret_name} --stored-credentials`",
+                err=True,
+            )
+        except VaultError as exc:
+            click.echo(f"finbot: the claimed credentials could not be kept: {exc}", err=True)
+    _report(outcome)
     undo: Callable[[], None] | None = None
-    if vault is not None and secret_name:
+    if vault is not None and secret_name and not stored:
         try:
             vault.set(secret_name, json.dumps(creds), replace=False)
         except VaultError as exc:
             _fail(f"nothing was saved: {exc}")
-        stored = vault
+        saved_in = vault
 
         def undo() -> None:
             try:
-                stored.remove(secret_name)
+                saved_in.remove(secret_name)
             except VaultError as exc:
                 click.echo(f"finbot: could not take '{secret_name}' back out of the vault: {exc}")
 
     _edit(paths, editing.add_account(account), undo)
     click.echo(
         f"added linked account '{account_id}' ({provider_id}) to {paths.config}"
-        + (f"; credentials stored in the vault as '{secret_name}'" if secret_name else "")
+        + (
+            f"; credentials {'read from' if stored else 'stored in'} the vault as '{secret_name}'"
+            if secret_name
+            else ""
+        )
         + ". Reload the code location in the Dagster UI to see its asset."
     )
 
@@ -635,6 +726,8 @@ def accounts_providers(fmt: str) -> None:
         click.echo(d["id"])
         click.echo(f"  {d['description']}")
         click.echo(f"  credentials: {fields or 'none'}")
+        for f in d.get("setup_fields", []):
+            click.echo(f"  `accounts add` asks for: {f['name']} ({f['description']})")
         if d["retired"]:
             continue
         click.echo("  options:")

@@ -12,7 +12,9 @@ Two homes, each run through the real pipeline (a vault, the CLI, Dagster in-proc
   and Binance through ccxt (API key in a header, signed body / query), Google
   Sheets (the token endpoint echoing the signed grant and the key; the API echoing
   the bearer token), the Aegon portal in Chromium (the login form echoed in the
-  page), over the two newest hours, with a failure notification to a local sink.
+  page), SimpleFIN (the access URL's user and password, in the Basic header and the
+  URL, echoed by ``/accounts``), over the two newest hours, with a failure
+  notification to a local sink.
 
 Then every file under FINBOT_HOME but the vault (Dagster's SQLite storage, compute
 logs, dbt logs, the warehouse, the published DuckDB and Parquet files, reports), every
@@ -563,6 +565,8 @@ KRAKEN = {
 }
 BINANCE = {"api_key": "CNRY-binance-key/5f2a+", "api_secret": "CNRY-binance-secret=8c4d&x"}
 AEGON = {"username": "cnry.user+7c@example.org", "password": "Cnry P@ss/w0rd=9e&x<y>"}
+#: the SimpleFIN access URL's user and password (percent-encoded in the URL)
+SIMPLEFIN = {"username": "cnry-sf-user+4e", "password": "Cnry-sf/pass=7b&Q:x"}
 SHEET_KEY = "1cnrySheetKey0000000000000000000000000000"
 PUBLIC = {"environment", "username"}  # shown when typed; username is still masked
 
@@ -751,8 +755,19 @@ def echo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoWorld]:
         )
         vault["aegon"] = AEGON
 
+        from finbot_pipelines_tests.fakes.simplefin_server import FakeSimplefin, SimplefinState
+
+        simplefin = FakeSimplefin(
+            SimplefinState(SIMPLEFIN["username"], SIMPLEFIN["password"], echo=True)
+        ).start()
+        stops.append(simplefin.stop)
+        config += _account_yaml("simplefin", "simplefin", {})
+        vault["simplefin"] = {"access_url": simplefin.access_url}
+
         canaries = [
             *_plaid_canaries(PLAID_JSON),
+            *SIMPLEFIN.values(),
+            simplefin.access_url,
             *_plaid_canaries(PLAID_HTML),
             *KRAKEN.values(),
             *BINANCE.values(),
@@ -786,7 +801,8 @@ def echo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoWorld]:
                 run = _cli(home, "run", "--hours", "2", "--last", f"{hours[-1]:%Y-%m-%d %H:00}")
                 outputs["run"] = _cli_texts(run)
                 after_successful_run(paths, load_config(paths.config))
-                for account in ("plaid-json", "kraken", "binance", "sheet-api", "aegon"):
+                for account in ("plaid-json", "kraken", "binance", "sheet-api", "aegon",
+                                "simplefin"):  # fmt: skip
                     outputs[f"accounts test {account}"] = _cli_texts(
                         _cli(home, "accounts", "test", account)
                     )
@@ -828,6 +844,7 @@ EXPECTED_FAILURES = {
     "sheet-token": ("authentication_failure", "invalid_grant", 1),
     "sheet-api": ("authentication_failure", "HTTP 403", 1),
     "aegon": ("authentication_failure", "login refused: Login failed for ***", 1),
+    "simplefin": ("provider_error", "HTTP 400: gen.api: bad request", 1),
 }
 
 
@@ -878,5 +895,5 @@ def test_no_canary_in_the_output_the_notifications_or_the_screenshot_pages(
     for page in echo_world.pages:
         assert_no_leak("the portal page at its screenshot", page, echo_world.canaries)
     # `accounts test` showed each account's error (masked)
-    for account in ("plaid-json", "kraken", "binance", "sheet-api", "aegon"):
+    for account in ("plaid-json", "kraken", "binance", "sheet-api", "aegon", "simplefin"):
         assert EXPECTED_FAILURES[account][1] in echo_world.outputs[f"accounts test {account}"]

@@ -26,7 +26,7 @@ import difflib
 import importlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -327,6 +327,51 @@ class CredentialField:
     required: bool = True
 
 
+@dataclass(frozen=True)
+class CredentialsSetup:
+    """How ``finbot accounts add`` obtains a provider's credentials from what the user
+    has, when that is not the credentials themselves (a one-time SimpleFIN setup token
+    is exchanged for an access URL).
+
+    ``inputs`` is the model of what is asked (prompted like credentials: secrets
+    without echo); ``implementation`` (``"module:function"``, imported when used) is
+    called as ``function(inputs, options)`` with the parsed models and returns the
+    credentials (a dict of the provider's credential fields), or raises a
+    :class:`~.contract.ProviderError` whose message never quotes a secret. ``note``
+    is said when it fails."""
+
+    inputs: type[ProviderCredentials]
+    implementation: str
+    note: str = ""
+
+    @property
+    def input_fields(self) -> tuple[CredentialField, ...]:
+        return _credential_fields(self.inputs)
+
+    def load(self) -> Callable[[Any, Any], dict[str, str]]:
+        module_name, _, name = self.implementation.partition(":")
+        function: Callable[[Any, Any], dict[str, str]] = getattr(
+            importlib.import_module(module_name), name
+        )
+        return function
+
+
+def _credential_fields(model: type[ProviderCredentials]) -> tuple[CredentialField, ...]:
+    out = []
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        is_secret = bool(extra.get("secret", True)) if isinstance(extra, dict) else True
+        out.append(
+            CredentialField(
+                name=name,
+                description=info.description or name,
+                secret=is_secret,
+                required=info.is_required(),
+            )
+        )
+    return tuple(out)
+
+
 OptionsT = TypeVar("OptionsT", bound=ProviderOptions)
 CredentialsT = TypeVar("CredentialsT", bound=ProviderCredentials)
 
@@ -344,22 +389,13 @@ class ProviderSpec:
     implementation: str | None = None
     #: why the provider is retired (every fetch fails with this message)
     retired: str | None = None
+    #: how `finbot accounts add` obtains the credentials when the user does not type
+    #: them (None: it asks for the credential fields)
+    setup: CredentialsSetup | None = None
 
     @property
     def credential_fields(self) -> tuple[CredentialField, ...]:
-        out = []
-        for name, info in self.credentials.model_fields.items():
-            extra = info.json_schema_extra
-            is_secret = bool(extra.get("secret", True)) if isinstance(extra, dict) else True
-            out.append(
-                CredentialField(
-                    name=name,
-                    description=info.description or name,
-                    secret=is_secret,
-                    required=info.is_required(),
-                )
-            )
-        return tuple(out)
+        return _credential_fields(self.credentials)
 
     def parse_options(self, options: Mapping[str, Any] | None) -> ProviderOptions:
         """The options as the provider's model; :class:`OptionsError` naming the field."""

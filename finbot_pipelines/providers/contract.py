@@ -190,7 +190,7 @@ class RetiredProvider(ProviderError):
 # --------------------------------------------------------------------------- payload
 
 #: Warning codes a snapshot may carry.
-WARNING_CODES = ("reconciliation", "unpriced", "skipped")
+WARNING_CODES = ("reconciliation", "unpriced", "skipped", "upstream")
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,10 @@ class FetchWarning:
     ``reconciliation``: the institution's balance and the sum of what it lists
     disagree (the message gives both figures; the listed items are the value).
     ``unpriced``: an item the provider could not value (value None).
-    ``skipped``: something the provider reported and finbot left out, on purpose."""
+    ``skipped``: something the provider reported and finbot left out, on purpose.
+    ``upstream``: the service itself reported a problem with part of the account (a
+    connection that needs signing in again at the aggregator, an account it could not
+    refresh): the message is the service's, sanitised; what it still sent is kept."""
 
     code: str
     message: str

@@ -36,6 +36,7 @@ _SPECS: dict[str, str] = {
     "google_sheets": "finbot_pipelines.providers.google_sheets.options:SPEC",
     "credit_agricole": "finbot_pipelines.providers.credit_agricole.options:SPEC",
     "aegon_targetplan": "finbot_pipelines.providers.aegon_targetplan.options:SPEC",
+    "simplefin": "finbot_pipelines.providers.simplefin.options:SPEC",
 }
 
 # One line per retired provider: id -> the message every fetch fails with.
@@ -127,6 +128,11 @@ def describe(provider_id: str) -> dict[str, Any]:
                 "required": f.required,
             }
             for f in spec.credential_fields
+        ],
+        # what `accounts add` asks for instead, when the credentials are obtained from it
+        "setup_fields": [
+            {"name": f.name, "description": f.description, "secret": f.secret}
+            for f in (spec.setup.input_fields if spec.setup is not None else ())
         ],
         "options": option_docs(spec),
         "supports_historical": spec.supports_historical,

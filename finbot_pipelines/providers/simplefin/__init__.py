@@ -1,0 +1,1 @@
+"""The ``simplefin`` provider: SimpleFIN servers (the SimpleFIN Bridge)."""
