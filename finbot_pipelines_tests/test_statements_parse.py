@@ -7,6 +7,7 @@ worked out by hand from the fixtures, never read back from the parser.
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -783,3 +784,45 @@ def test_statements_options_refuse_unknown_keys() -> None:
     with pytest.raises(ValidationError):
         StatementsOptions.model_validate({"ofx": {"encodng": "cp1252"}})
     assert StatementsOptions.model_validate({}).csv is None
+
+
+def test_empty_sgml_elements_and_entities(tmp_path: Path) -> None:
+    # <MEMO> with nothing after it (no end tag) must not swallow the next elements
+    path = write_variant(
+        tmp_path,
+        "bank_ofx102_sgml.ofx",
+        "<NAME>PAYROLL ACME CORP\r\n<MEMO>Salary October",
+        "<MEMO>\r\n<NAME>AT&amp;T &lt;MOBILE&gt;\r\n<MEMO>",
+        encoding="cp1252",
+    )
+    txns = by_id(parse_statement(path))
+    pay = txns["999988:00004"]
+    assert pay.merchant == "AT&T <MOBILE>"
+    assert pay.description == "AT&T <MOBILE>"
+    assert (pay.amount, pay.posted) == (D("1250.75"), date(2005, 10, 21))
+    assert len(txns) == 7
+
+
+def test_xml_self_closing_element(tmp_path: Path) -> None:
+    path = write_variant(
+        tmp_path, "bank_ofx211_xml.ofx", "<NAME>Zinsen</NAME>", "<NAME>Zinsen</NAME><MEMO/>"
+    )
+    txns = by_id(parse_statement(path))
+    assert txns["55501234:2024013100001"].description == "Zinsen"
+
+
+def test_a_large_statement_is_read_quickly(tmp_path: Path) -> None:
+    text = (DATA / "bank_ofx211_xml.ofx").read_text(encoding="utf-8")
+    one = text[text.index("<STMTTRN>") : text.index("</STMTTRN>") + len("</STMTTRN>")]
+    many = "".join(
+        one.replace("2024010200001", f"X{i:06d}").replace("500.00", f"{i}.01") for i in range(20000)
+    )
+    path = tmp_path / "big.ofx"
+    path.write_text(text.replace(one, many, 1), encoding="utf-8")
+    started = time.monotonic()
+    st = parse_statement(path)
+    assert len(st.transactions) == 20000 + 2
+    # 0.01 + 1.01 + ... + 19999.01, and the file's other two
+    expected = sum(Decimal(i) for i in range(20000)) + Decimal("0.01") * 20000
+    assert sum(t.amount for t in st.transactions) == expected + D("-120.50") + D("3.17")
+    assert time.monotonic() - started < 30

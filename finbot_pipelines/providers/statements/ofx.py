@@ -76,6 +76,7 @@ option, POSOTHER other; a SHORT position has negative units and market value.
 
 from __future__ import annotations
 
+import bisect
 import io
 import re
 import xml.etree.ElementTree as ET
@@ -84,8 +85,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from xml.sax.saxutils import unescape
 
+import ofxtools.models
 from ofxtools.header import OFXHeaderError, parse_header
+from ofxtools.models.base import Aggregate
 from ofxtools.Parser import ParseError, TreeBuilder
 
 from finbot_pipelines.providers.contract import (
@@ -173,7 +177,6 @@ _CHARSET_ALIASES = {
     "UTF8": "NONE",
     "NONE": "NONE",
 }
-_ENCODING_CHARSET = {"utf-8": "NONE", "cp1252": "1252", "latin-1": "ISO-8859-1"}
 _CHARSET_RE = re.compile(rb"(CHARSET:[ \t]*)([A-Za-z0-9_-]+)")
 _BOM = b"\xef\xbb\xbf"
 
@@ -191,16 +194,23 @@ def looks_like_ofx(data: bytes) -> bool:
 # --------------------------------------------------------------------------- reading the file
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Source:
-    """The decoded file and where the body ofxtools parsed starts in it."""
+    """The file, and the line its OFX body starts on."""
 
     path: Path
-    text: str
-    body_offset: int
+    first_line: int
 
-    def line_at(self, body_pos: int) -> int:
-        return self.text.count("\n", 0, self.body_offset + body_pos) + 1
+
+class _Lines:
+    """Line numbers of positions in one text (the body, or the body as patched)."""
+
+    def __init__(self, text: str, first_line: int) -> None:
+        self._newlines = [m.start() for m in re.finditer("\n", text)]
+        self._first = first_line
+
+    def at(self, pos: int) -> int:
+        return self._first + bisect.bisect_left(self._newlines, pos)
 
 
 def _prepare(path: Path, data: bytes, options: OfxOptions) -> bytes:
@@ -260,8 +270,8 @@ def _read(path: Path, data: bytes, options: OfxOptions) -> tuple[_Source, str]:
         ) from None
     codec = getattr(header, "codec", "utf_8")
     text = data.decode(codec)
-    offset = text.find(body) if body else -1
-    return _Source(path, text, max(offset, 0)), body
+    offset = max(text.find(body) if body else 0, 0)
+    return _Source(path, text.count("\n", 0, offset) + 1), body
 
 
 _TOKEN_RE = re.compile(
@@ -271,9 +281,26 @@ _TOKEN_RE = re.compile(
 _TAG_RE = re.compile(r"^[A-Z0-9][A-Z0-9._]*$")
 
 
-def _check_structure(src: _Source, body: str) -> list[int]:
-    """Refuse an unbalanced body, naming the line; the line of each start tag, in order."""
+def _data_elements() -> frozenset[str]:
+    """The OFX data elements (leaves: NAME, MEMO, TRNAMT, ...) ofxtools' models know."""
+    out: set[str] = set()
+    for name in dir(ofxtools.models):
+        cls = getattr(ofxtools.models, name)
+        if name.isupper() and isinstance(cls, type) and issubclass(cls, Aggregate):
+            out.update(k.upper() for k in cls.elements)
+    return frozenset(out)
+
+
+_DATA_ELEMENTS = _data_elements()
+
+
+def _check_structure(src: _Source, body: str) -> tuple[list[int], str]:
+    """Refuse an unbalanced body, naming the line. Returns the line of each start tag, in
+    order, and the body with each empty SGML data element (``<MEMO>`` followed by the
+    next tag: real 1.x files have them) closed, so that it does not swallow what follows."""
+    lines = _Lines(body, src.first_line)
     starts: list[int] = []
+    closes_at: list[tuple[int, str]] = []
     stack: list[tuple[str, int]] = []
     tokens = list(_TOKEN_RE.finditer(body))
     i = 0
@@ -282,7 +309,7 @@ def _check_structure(src: _Source, body: str) -> list[int]:
         i += 1
         if m.group(0).startswith(("<![CDATA[", "<!--")):
             continue
-        line = src.line_at(m.start())
+        line = lines.at(m.start())
         tag = m.group("tag")
         if tag is None:
             raise StatementError(src.path, line, "a '<' that starts no tag")
@@ -313,15 +340,25 @@ def _check_structure(src: _Source, body: str) -> list[int]:
         if nxt is not None and nxt.group("close") and nxt.group("tag") == tag:
             i += 1  # an empty element or aggregate: <MEMO></MEMO>
             continue
+        if tag in _DATA_ELEMENTS:
+            closes_at.append((m.end(), tag))  # an empty data element without its end tag
+            continue
         stack.append((tag, line))
     if stack:
         tag, line = stack[-1]
         raise StatementError(src.path, line, f"<{tag}> is never closed")
-    return starts
+    patched: list[str] = []
+    last = 0
+    for pos, tag in closes_at:
+        patched.append(body[last:pos])
+        patched.append(f"</{tag}>")
+        last = pos
+    patched.append(body[last:])
+    return starts, "".join(patched)
 
 
 def _tree(src: _Source, body: str) -> tuple[ET.Element, dict[int, int]]:
-    starts = _check_structure(src, body)
+    starts, body = _check_structure(src, body)
     builder = TreeBuilder()
     try:
         builder.feed(body)
@@ -329,7 +366,7 @@ def _tree(src: _Source, body: str) -> tuple[ET.Element, dict[int, int]]:
     except ParseError as exc:
         msg = str(exc.args[0]) if exc.args else "unreadable"
         m = re.search(r"position=\[(\d+):\d+\]", msg)
-        line = src.line_at(int(m[1])) if m else None
+        line = _Lines(body, src.first_line).at(int(m[1])) if m else None
         what = msg.split(" in ", 1)[0] if "Tail text" in msg else msg.split(" - position")[0]
         raise StatementError(src.path, line, f"unreadable OFX: {what[:200]}") from None
     except (IndexError, AssertionError):
@@ -346,6 +383,8 @@ def _tree(src: _Source, body: str) -> tuple[ET.Element, dict[int, int]]:
 # --------------------------------------------------------------------------- values
 
 
+#: Entities OFX files write besides XML's own (``&amp;``, ``&lt;``, ``&gt;``).
+_ENTITIES = {"&nbsp;": " ", "&apos;": "'", "&quot;": '"'}
 _DT_RE = re.compile(
     r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})"
     r"(?:(?P<H>\d{2})(?P<M>\d{2})(?:(?P<S>\d{2})(?:\.(?P<f>\d{1,6}))?)?)?"
@@ -380,10 +419,11 @@ class _Reader:
         return found
 
     def text(self, parent: ET.Element, tag: str) -> str | None:
+        """The element's text, its entities (``&amp;``, ``&lt;``, ``&nbsp;``) read."""
         found = parent.find(tag)
         if found is None or found.text is None or not found.text.strip():
             return None
-        return found.text.strip()
+        return unescape(found.text, _ENTITIES).strip() or None
 
     def required_text(self, parent: ET.Element, tag: str) -> str:
         value = self.text(parent, tag)
