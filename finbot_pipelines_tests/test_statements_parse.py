@@ -16,8 +16,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from finbot_pipelines.providers.contract import TRANSACTION_KINDS, Transaction
+from finbot_pipelines.providers.contract import TRANSACTION_KINDS, Snapshot, Transaction
 from finbot_pipelines.providers.statements.csvfile import parse_number
+from finbot_pipelines.providers.statements.mapping import (
+    statement_date,
+    sub_account_at_statement_date,
+)
 from finbot_pipelines.providers.statements.model import Statement, StatementError
 from finbot_pipelines.providers.statements.options import (
     CSV_PRESETS,
@@ -826,3 +830,43 @@ def test_a_large_statement_is_read_quickly(tmp_path: Path) -> None:
     expected = sum(Decimal(i) for i in range(20000)) + Decimal("0.01") * 20000
     assert sum(t.amount for t in st.transactions) == expected + D("-120.50") + D("3.17")
     assert time.monotonic() - started < 30
+
+
+def test_csv_footer_rows(tmp_path: Path) -> None:
+    text = (DATA / "fr_bank.csv").read_bytes().decode("cp1252")
+    path = tmp_path / "fr_footer.csv"
+    path.write_bytes((text + "\nSolde au 07/03/2024;;;;4 239,95\n").encode("cp1252"))
+    with pytest.raises(StatementError) as exc:
+        parse_statement(path, csv_opts("fr_bank"))
+    assert_error(exc, path, line_of(path, "Solde au", "cp1252"), "'Date'", "Solde au")
+    st = parse_statement(path, csv_opts("fr_bank", footer_rows=1))
+    assert len(st.transactions) == 4
+    assert st.accounts[0].ledger_balance is not None
+    assert st.accounts[0].ledger_balance.amount == D("4239.95")
+
+
+# --------------------------------------------------------------------------- items
+
+
+def _items(name: str, o: StatementsOptions | None = None) -> list[tuple[Any, ...]]:
+    (acc,) = parse_statement(DATA / name, o).accounts
+    sub = sub_account_at_statement_date(acc)
+    return [(i.name, i.item_type, i.asset_class, i.asset_type, i.value, i.units) for i in sub.items]
+
+
+def test_items_at_the_statement_date() -> None:
+    assert _items("bank_ofx102_sgml.ofx") == [("Cash", "asset", "cash", "cash", D("200.29"), None)]
+    (card,) = _items("creditcard.qfx")
+    assert card[1:5] == ("liability", "other", "credit_card", D("-273.56"))
+    assert _items("investment.ofx") == [
+        ("Acme Development, Inc.", "asset", "equities", "stock", D("9900.00"), D("200")),
+        ("Lucky Airlines Jan 97 Put", "asset", "equities", "option", D("500"), D("1")),
+        ("Total Index Fund", "asset", "multi_asset", "fund", D("1181.97"), D("10.157")),
+        ("Cash", "asset", "cash", "cash", D("200.00"), None),
+        ("Margin balance", "liability", "cash", "margin_loan", D("-50.00"), None),
+    ]
+    assert _items("uk_monzo.csv", csv_opts("uk_monzo")) == []  # no balance column
+    (acc,) = parse_statement(DATA / "investment.ofx").accounts
+    assert statement_date(acc) == date(2005, 8, 27)
+    snapshot_sub = sub_account_at_statement_date(acc)
+    Snapshot((snapshot_sub,), transactions=acc.transactions).validate()

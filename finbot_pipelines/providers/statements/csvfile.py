@@ -230,9 +230,10 @@ def parse_csv(
     keys = ContentKeys(sub.id)
     seen_ids: dict[str, int] = {}
     parsed: list[_Row] = []
-    for line, row in rows[h + 1 :]:
-        if not any(c.strip() for c in row):
-            continue
+    body = [(line, row) for line, row in rows[h + 1 :] if any(c.strip() for c in row)]
+    if options.footer_rows:
+        body = body[: -options.footer_rows]
+    for line, row in body:
         parsed.append(_row(path, line, row, cols, sub, keys, seen_ids))
     if not parsed:
         raise StatementError(path, header_line, "no transaction rows under the header row")

@@ -299,6 +299,12 @@ class CsvOptions(_Model):
             "line naming the date and amount columns"
         ),
     )
+    footer_rows: int = Field(
+        default=0,
+        ge=0,
+        le=20,
+        description="non-empty lines at the end that are not transactions (a closing balance line)",
+    )
     date_format: DateFormat = Field(default="%d/%m/%Y", description="strftime format of dates")
     decimal_separator: Literal[".", ","] = Field(default=".", description="'.' or ','")
     thousands_separator: Literal["", ",", ".", " ", "'"] = Field(
@@ -360,8 +366,8 @@ class OfxOptions(_Model):
     invert_amounts: bool = Field(
         default=False,
         description=(
-            "the bank writes money out as positive: negate every amount and balance "
-            "(OFX says money out is negative)"
+            "the bank writes money out as positive: negate every bank and card transaction "
+            "(STMTTRN) and LEDGERBAL/AVAILBAL (OFX says money out is negative)"
         ),
     )
     account_names: dict[str, Name] = Field(
