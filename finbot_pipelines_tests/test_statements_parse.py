@@ -870,3 +870,39 @@ def test_items_at_the_statement_date() -> None:
     assert statement_date(acc) == date(2005, 8, 27)
     snapshot_sub = sub_account_at_statement_date(acc)
     Snapshot((snapshot_sub,), transactions=acc.transactions).validate()
+
+
+@pytest.mark.parametrize(
+    ("written", "day", "utc"),
+    [
+        ("20240131120000[+5.30:IST]", date(2024, 1, 31), datetime(2024, 1, 31, 6, 30)),
+        ("20240131013000.000[-8:PST]", date(2024, 1, 31), datetime(2024, 1, 31, 9, 30)),
+        ("20240131230000[+2]", date(2024, 1, 31), datetime(2024, 1, 31, 21, 0)),
+        ("20240131120000.5", date(2024, 1, 31), datetime(2024, 1, 31, 12, 0, 0, 500000)),
+        ("202401311200", date(2024, 1, 31), datetime(2024, 1, 31, 12, 0)),
+        ("20240131", date(2024, 1, 31), None),
+        ("20240131120000[:EST]", date(2024, 1, 31), None),  # a zone without an offset
+    ],
+)
+def test_ofx_dates(tmp_path: Path, written: str, day: date, utc: datetime | None) -> None:
+    path = write_variant(
+        tmp_path,
+        "bank_ofx211_xml.ofx",
+        "<DTASOF>20240131235959.000[+1:CET]</DTASOF>",
+        f"<DTASOF>{written}</DTASOF>",
+    )
+    (acc,) = parse_statement(path).accounts
+    assert acc.ledger_balance is not None
+    assert (acc.ledger_balance.as_of, acc.ledger_balance.as_of_utc) == (day, utc)
+
+
+def test_csv_lines_count_quoted_newlines(tmp_path: Path) -> None:
+    path = tmp_path / "multiline.csv"
+    path.write_text(
+        'Date,Description,Amount,Balance\n02/01/2024,"TESCO\nSTORES",-1.00,9.00\n'
+        "03/01/2024,COSTA,-x,8.00\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(StatementError) as exc:
+        parse_statement(path, csv_opts("uk_bank", currency="GBP"))
+    assert_error(exc, path, 4, "'Amount'", "'-x'")
