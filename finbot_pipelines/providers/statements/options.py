@@ -11,15 +11,17 @@ the account it belongs to and how to read its columns, usually through a
     options:
       csv: {preset: fr_bank, currency: EUR, account_id: courant, account_name: Compte courant}
 
-Presets (each a layout seen in real exports; anything set beside ``preset`` wins):
+Presets (anything set beside ``preset`` wins; optional columns a preset names,
+such as ``balance``, are read when the file has them):
 
 ``uk_bank``
-    ``Date,Description,Amount,Balance``: day-first dates (``31/01/2024``), one
-    signed amount column (money out negative), a running balance.
+    the common four-column UK layout ``Date,Description,Amount,Balance``:
+    day-first dates (``31/01/2024``), one signed amount column (money out
+    negative), a running balance.
 ``uk_monzo``
     Monzo's export: ``Transaction ID,Date,Time,Type,Name,Emoji,Category,Amount,
     Currency,...,Description,...``; the bank's own ``Transaction ID`` is the id,
-    ``Name`` the merchant.
+    ``Name`` the merchant, a ``Pot transfer`` a transfer.
 ``fr_bank``
     the French banks' ``Date;Libellé;Débit;Crédit`` (Crédit Agricole, Banque
     Postale, CIC style): ``;`` between fields, ``,`` decimals, a space (or a
