@@ -1,0 +1,1 @@
+"""``statements``: balances, positions and transactions read from statement files (OFX/QFX, CSV)."""
