@@ -560,3 +560,70 @@ def test_accounts_add_prompts_for_the_token_without_echo(home: Path, fake: FakeS
     assert "setup_token (SimpleFIN setup token" in res.output
     assert token not in res.output
     assert Vault.open(home).get_json("sf") == {"access_url": fake.access_url}
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def test_a_live_hour_lands_the_accounts_transactions(tmp_path: Path) -> None:
+    """`finbot`'s hourly job on a SimpleFIN account: the protocol's v1 account set with
+    its transaction moved to yesterday, and a pending one today, lands in
+    marts.fct_transactions, valued in the EUR profile at the static 1 EUR = 1.10 USD."""
+    from finbot_pipelines.warehouse.queries import connect_published
+    from finbot_pipelines_tests.e2e import (
+        history_start_for_tests,
+        last_complete_hour,
+        run_live_hour,
+    )
+
+    now = datetime.now(UTC)
+    yesterday = int((now - timedelta(days=1)).timestamp())
+    body = example("v1_account_set")
+    account = body["accounts"][0]
+    account["balance-date"] = int(now.timestamp())
+    account["transactions"][0]["posted"] = yesterday
+    account["transactions"].append(
+        {"id": "p-77", "posted": 0, "pending": True, "amount": "-12.00", "description": "Cafe"}
+    )
+    with FakeSimplefin() as server:
+        server.state.account_set = body
+        config = f"""\
+history_start: "{history_start_for_tests()}"
+fx_source: static
+fx_static_rates: {{USD: 1.10}}
+profiles: [{{id: me, name: Me, valuation_ccy: EUR}}]
+linked_accounts:
+  - {{id: sf, profile: me, provider: simplefin, name: Bridge, credentials: sf-creds}}
+"""
+        run = run_live_hour(
+            tmp_path / "home", config, {"sf-creds": {"access_url": server.access_url}}
+        )
+    assert run.success
+    assert run.hour == last_complete_hour()
+    with connect_published(tmp_path / "home" / "finbot.duckdb") as con:
+        rows = con.execute(
+            "select transaction_id, amount, currency, pending, kind, amount_valuation, "
+            "transaction_date from marts.fct_transactions order by transaction_id"
+        ).fetchall()
+    posted_day = datetime.fromtimestamp(yesterday, UTC).date()
+    first_seen_day = run.hour.date()
+    assert rows == [
+        (
+            "2930002:12394832938403",
+            Decimal("-33293.430000000000000000"),
+            "USD",
+            False,
+            "withdrawal",
+            (Decimal("-33293.43") / Decimal("1.10")).quantize(Decimal("1e-10")),
+            posted_day,
+        ),
+        (
+            "2930002:p-77",
+            Decimal("-12.000000000000000000"),
+            "USD",
+            True,
+            "withdrawal",
+            (Decimal("-12.00") / Decimal("1.10")).quantize(Decimal("1e-10")),
+            first_seen_day,
+        ),
+    ]
