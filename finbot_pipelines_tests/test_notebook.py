@@ -70,3 +70,6 @@ def test_notebook_runs_against_published_marts(built_home: BuiltHome, tmp_path: 
     assert len(pngs) == 3  # net worth, distribution, monthly change
     tables = "".join(o["data"].get("text/html", "") for o in outputs if "data" in o)
     assert "alice" in tables and "bruno" in tables and "period_start" in tables
+    # the performance table is shown; the fixture's one day has no window with a start
+    assert "net_contributions" in tables and "market_gain" in tables
+    assert "No profile has two days of history yet" in text

@@ -381,6 +381,26 @@ def test_report_in_browser_matches_marts(
         fmt_money(month["high"]),
     ]
     assert cells[6] == f"{month['change_rel'] * 100:+.2f}%"
+    # the month's contributions apart from its market gain, as fct_performance has them
+    perf = marts_row(
+        db,
+        "select net_contributions, market_gain, twr, start_value, end_value "
+        "from marts.fct_performance where level = 'profile' and profile_id = 'alice' "
+        f"and period_kind = 'calendar_month' and period = '{month['period_start']:%Y-%m}'",
+    )
+    for attr, key in (
+        ("data-net-contributions", "net_contributions"),
+        ("data-market-gain", "market_gain"),
+        ("data-twr", "twr"),
+    ):
+        expected = None if perf[key] is None else float(perf[key])
+        assert attr_float(mrow.get_attribute(attr)) == expected, (attr, perf)
+    if perf["market_gain"] is None:  # the fixture's first month: no previous close
+        assert perf["start_value"] is None and cells[8] == "n/a"
+    else:
+        gain = perf["end_value"] - perf["start_value"] - perf["net_contributions"]
+        assert perf["market_gain"] == gain
+        assert cells[8] == f"{perf['market_gain']:+,.2f}"
 
     # no account stale at the last hour of the fixture
     assert page.get_by_test_id("stale-count").get_attribute("data-value") == "0"

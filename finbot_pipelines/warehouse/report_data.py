@@ -295,14 +295,35 @@ def load_holdings(con: duckdb.DuckDBPyConnection, profile_id: str, hour: datetim
 
 
 def load_monthly(con: duckdb.DuckDBPyConnection, profile_id: str) -> pd.DataFrame:
-    """Monthly net-worth candles, newest first."""
+    """Monthly net-worth candles, newest first, with the month's net contributions,
+    income and market gain (fct_performance; NULL without the previous month's close,
+    or in a catalog published before that mart existed)."""
+    has_performance = con.execute(
+        "select count(*) from duckdb_tables() where schema_name = 'marts' "
+        "and table_name = 'fct_performance'"
+    ).fetchone()
+    if has_performance and has_performance[0]:
+        join = """
+        left join marts.fct_performance f
+            on f.level = 'profile' and f.profile_id = m.profile_id
+            and f.period_kind = 'calendar_month' and f.period = strftime(m.period_start, '%Y-%m')
+        """
+        extra = "f.net_contributions, f.income, f.market_gain, f.twr"
+    else:
+        join = ""
+        extra = (
+            "null::decimal(38, 10) as net_contributions, null::decimal(38, 10) as income, "
+            "null::decimal(38, 10) as market_gain, null::double as twr"
+        )
     return _frame(
         con,
-        """
-        select period_start, period_end, open, close, low, high, change_abs, change_rel
-        from marts.mart_valuation_periods
-        where profile_id = ? and frequency = 'monthly'
-        order by period_start desc
+        f"""
+        select m.period_start, m.period_end, m.open, m.close, m.low, m.high,
+               m.change_abs, m.change_rel, {extra}
+        from marts.mart_valuation_periods m
+        {join}
+        where m.profile_id = ? and m.frequency = 'monthly'
+        order by m.period_start desc
         """,
         [profile_id],
     )

@@ -544,21 +544,34 @@ def monthly_section(data: ReportData) -> str:
             f'<tr data-testid="monthly-row" data-period-start="{start.strftime("%Y-%m-%d")}" '
             f'data-open="{raw(r["open"])}" data-close="{raw(r["close"])}" '
             f'data-low="{raw(r["low"])}" data-high="{raw(r["high"])}" '
-            f'data-change-abs="{raw(r["change_abs"])}" data-change-rel="{raw(r["change_rel"])}">'
+            f'data-change-abs="{raw(r["change_abs"])}" data-change-rel="{raw(r["change_rel"])}" '
+            f'data-net-contributions="{raw(r.get("net_contributions"))}" '
+            f'data-market-gain="{raw(r.get("market_gain"))}" data-twr="{raw(r.get("twr"))}">'
             f"<td>{start.strftime('%Y-%m')}</td>"
             f"<td>{esc(money(r['open']))}</td><td>{esc(money(r['close']))}</td>"
             f"<td>{esc(money(r['low']))}</td><td>{esc(money(r['high']))}</td>"
             f'<td class="{sign_class(r["change_abs"])}">'
             f"{esc(money(r['change_abs'], signed=True))}</td>"
-            f'<td class="{sign_class(r["change_rel"])}">{esc(pct(r["change_rel"]))}</td></tr>'
+            f'<td class="{sign_class(r["change_rel"])}">{esc(pct(r["change_rel"]))}</td>'
+            f"<td>{esc(money(r.get('net_contributions'), signed=True))}</td>"
+            f'<td class="{sign_class(r.get("market_gain"))}">'
+            f"{esc(money(r.get('market_gain'), signed=True))}</td>"
+            f'<td class="{sign_class(r.get("twr"))}">{esc(pct(r.get("twr")))}</td></tr>'
         )
-    body = "".join(rows) or '<tr><td colspan="7">No month yet.</td></tr>'
+    body = "".join(rows) or '<tr><td colspan="10">No month yet.</td></tr>'
     return (
-        f'<section id="monthly"><h2>Monthly earnings ({esc(data.valuation_ccy)})</h2>'
+        f'<section id="monthly"><h2>Monthly: contributions and market gain '
+        f"({esc(data.valuation_ccy)})</h2>"
         '<p class="sub">Net worth at the first (open) and last (close) valued hour of each '
-        "calendar month (UTC), its low and high; the current month is partial.</p>"
+        "calendar month (UTC), its low and high; the current month is partial. "
+        "Contributions: the money put in minus the money taken out (salary, spending, "
+        "transfers from outside), from the transactions; market gain: what the money "
+        "earned, the month's close minus the previous month's close minus the "
+        "contributions; TWR: the time-weighted return. Blank without the previous "
+        "month's close.</p>"
         "<table><thead><tr><th>Month</th><th>Open</th><th>Close</th><th>Low</th><th>High</th>"
-        f"<th>Change</th><th>%</th></tr></thead><tbody>{body}</tbody></table></section>"
+        "<th>Change</th><th>%</th><th>Contributions</th><th>Market gain</th><th>TWR</th>"
+        f"</tr></thead><tbody>{body}</tbody></table></section>"
     )
 
 
