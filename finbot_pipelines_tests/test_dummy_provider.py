@@ -487,6 +487,7 @@ def test_registry() -> None:
         "id": "dummy",
         "description": DummyProvider.spec.description,
         "credential_fields": [],
+        "setup_fields": [],  # (what `accounts add` asks instead of credentials: nothing)
         "supports_historical": True,
         "retired": False,
     }
