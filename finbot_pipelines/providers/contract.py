@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 ITEM_TYPES = ("asset", "liability")
 ASSET_CLASSES = (
@@ -51,7 +51,8 @@ ASSET_CLASSES = (
     "pension",
     "other",
 )
-ACCOUNT_TYPES = ("depository", "credit", "loan", "investment", "other")
+AccountType = Literal["depository", "credit", "loan", "investment", "other"]
+ACCOUNT_TYPES: tuple[str, ...] = get_args(AccountType)
 
 # Active ISO 4217 codes (national currencies, funds codes, precious metals, SDR).
 _ISO_4217_TEXT = """
@@ -242,7 +243,7 @@ class SubAccount:
 #: unless matched as an internal transfer); transfer: a move the provider itself marks
 #: as between two accounts; buy / sell: a trade inside an investment account (cash
 #: against units); dividend / interest: income; fee / tax: costs; other: the rest.
-TRANSACTION_KINDS = (
+TransactionKind = Literal[
     "deposit",
     "withdrawal",
     "transfer",
@@ -253,7 +254,8 @@ TRANSACTION_KINDS = (
     "fee",
     "tax",
     "other",
-)
+]
+TRANSACTION_KINDS: tuple[str, ...] = get_args(TransactionKind)
 
 
 @dataclass(frozen=True)

@@ -54,23 +54,8 @@ from finbot_pipelines.providers.base import (
     IsoCurrency,
     ProviderOptions,
 )
-from finbot_pipelines.providers.contract import ACCOUNT_TYPES, TRANSACTION_KINDS
-
-AccountType = Literal["depository", "credit", "loan", "investment", "other"]
-Kind = Literal[
-    "deposit",
-    "withdrawal",
-    "transfer",
-    "buy",
-    "sell",
-    "dividend",
-    "interest",
-    "fee",
-    "tax",
-    "other",
-]
-assert set(AccountType.__args__) == set(ACCOUNT_TYPES)  # type: ignore[attr-defined]
-assert set(Kind.__args__) == set(TRANSACTION_KINDS)  # type: ignore[attr-defined]
+from finbot_pipelines.providers.contract import ACCOUNT_TYPES, AccountType
+from finbot_pipelines.providers.contract import TransactionKind as Kind
 
 PresetName = Literal[
     "uk_bank", "uk_monzo", "fr_bank", "us_chase_checking", "us_chase_credit", "us_amex"
