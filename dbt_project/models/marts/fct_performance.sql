@@ -207,27 +207,25 @@ periods as (
         level, profile_id, entity_id, valuation_ccy, end_hour,
         'since_first', 'since_first', first_day, last_day
     from entities
+    {% for kind, unit, label in [
+        ('calendar_month', 'month', '%Y-%m'),
+        ('calendar_year', 'year', '%Y'),
+    ] %}
     union all
     select
         e.level, e.profile_id, e.entity_id, e.valuation_ccy, e.end_hour,
-        'calendar_month', strftime(m.month_start, '%Y-%m'),
-        cast(m.month_start - interval 1 day as date),
-        least(cast(m.month_start + interval 1 month - interval 1 day as date), e.last_day)
+        '{{ kind }}', strftime(c.period_start, '{{ label }}'),
+        cast(c.period_start - interval 1 day as date),
+        least(
+            cast(c.period_start + interval 1 {{ unit }} - interval 1 day as date), e.last_day
+        )
     from entities as e,
         unnest(generate_series(
-            date_trunc('month', e.first_day), date_trunc('month', e.last_day), interval 1 month
-        )) as m(month_start)
-    union all
-    select
-        e.level, e.profile_id, e.entity_id, e.valuation_ccy, e.end_hour,
-        'calendar_year', strftime(y.year_start, '%Y'),
-        cast(y.year_start - interval 1 day as date),
-        least(cast(y.year_start + interval 1 year - interval 1 day as date), e.last_day)
-    from entities as e,
-        unnest(generate_series(
-            date_trunc('year', e.first_day), date_trunc('year', e.last_day), interval 1 year
-        )) as y(year_start)
-
+            date_trunc('{{ unit }}', e.first_day),
+            date_trunc('{{ unit }}', e.last_day),
+            interval 1 {{ unit }}
+        )) as c(period_start)
+    {% endfor %}
 ),
 
 bounds as (

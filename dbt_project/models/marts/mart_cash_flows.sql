@@ -21,10 +21,15 @@ transactions as (
 
 rows as (
 
+    {#- (level, its linked account column, which transactions it counts) -#}
+    {% for level, account, where in [
+        ('linked_account', 'linked_account_id', 'true'),
+        ('profile', 'null', 'not is_internal_transfer'),
+    ] %}
     select
-        'linked_account' as level,
+        '{{ level }}' as level,
         profile_id,
-        linked_account_id,
+        {{ account }} as linked_account_id,
         date_trunc('month', transaction_date) as month_start,
         flow_class,
         kind,
@@ -33,20 +38,9 @@ rows as (
         amount_valuation,
         fx_missing
     from transactions
-    union all
-    select
-        'profile' as level,
-        profile_id,
-        null as linked_account_id,
-        date_trunc('month', transaction_date) as month_start,
-        flow_class,
-        kind,
-        category,
-        valuation_ccy,
-        amount_valuation,
-        fx_missing
-    from transactions
-    where not is_internal_transfer
+    where {{ where }}
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 
 ),
 
