@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +45,7 @@ from finbot_pipelines.providers.base import (
 )
 from finbot_pipelines.providers.contract import AuthenticationFailure, Snapshot
 from finbot_pipelines_tests.conftest import ensure_dbt_manifest
+from finbot_pipelines_tests.fakes.webhook import WebhookReceiver
 
 TOKEN = "expired-tok-4b1d9e77c0"  # the locked account's credential: must show nowhere
 HOOK_TOKEN = "hook-CANARY-a81f03"  # the notification URL's secret: must show nowhere
@@ -74,30 +73,6 @@ class LockedProvider(Provider[ProviderOptions, LockedCredentials]):
         raise AuthenticationFailure(f"token {credentials.api_token} was refused: it expired")
 
 
-class Receiver:
-    """A JSON webhook on 127.0.0.1 (apprise's json:// posts {title, message, type})."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", 0))
-                outer.paths.append(self.path)
-                outer.posts.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
 def _config(port: int, history_start: datetime) -> str:
     return f"""\
 history_start: "{history_start:%Y-%m-%dT%H:00}"
@@ -119,7 +94,7 @@ notifications:
 @dataclass
 class Home:
     paths: HomePaths
-    receiver: Receiver
+    receiver: WebhookReceiver
     run_output: str
     list_output: str
     instance_dir: Path
@@ -131,7 +106,7 @@ class Home:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     ensure_dbt_manifest()
-    receiver = Receiver()
+    receiver = WebhookReceiver()
     root = tmp_path_factory.mktemp("failures-home")
     paths = HomePaths(root)
     now_hour = datetime.now(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
@@ -163,8 +138,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
             [first_hour + timedelta(hours=i) for i in range(HOURS)],
             list(receiver.posts),
         )
-    receiver.httpd.shutdown()
-    receiver.httpd.server_close()
+    receiver.stop()
 
 
 def _hourly_run(instance: dg.DagsterInstance) -> dg.DagsterRun:

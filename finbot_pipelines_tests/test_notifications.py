@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,39 +25,16 @@ from finbot_pipelines.defs.automation.notifications import (
 )
 from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import E2E_CONFIG, BuiltHome
+from finbot_pipelines_tests.fakes.webhook import WebhookReceiver
 
 TOKEN = "tok-CANARY-5e3f9a"
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-        self.status = 200
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", 0))
-                outer.paths.append(self.path)
-                outer.posts.append(json.loads(self.rfile.read(length)))
-                self.send_response(outer.status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver()
     yield r
-    r.httpd.shutdown()
-    r.httpd.server_close()
+    r.stop()
 
 
 def test_digest_matches_the_marts(built_home: BuiltHome) -> None:
@@ -138,7 +113,7 @@ def _set_failures(paths: HomePaths, account: str, failures: int) -> None:
 
 
 def test_after_runs_digest_daily_failure_and_recovery_once(
-    built_home: BuiltHome, tmp_path: Path, receiver: Receiver
+    built_home: BuiltHome, tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
     paths = _home_with_notifications(built_home, tmp_path, receiver.port)
     cfg = load_config(paths.config)
@@ -169,7 +144,7 @@ def test_after_runs_digest_daily_failure_and_recovery_once(
     assert TOKEN not in (paths.home / "notifications.json").read_text()
 
 
-def test_a_delivery_failure_never_shows_the_url(receiver: Receiver) -> None:
+def test_a_delivery_failure_never_shows_the_url(receiver: WebhookReceiver) -> None:
     receiver.status = 500
     with pytest.raises(NotificationError) as info:
         send([f"json://127.0.0.1:{receiver.port}/hook/{TOKEN}"], Message("t", "b"))

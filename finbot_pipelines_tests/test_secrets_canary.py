@@ -38,13 +38,11 @@ import html
 import json
 import os
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, quote_plus, unquote, unquote_plus
@@ -78,6 +76,7 @@ from finbot_pipelines.providers.contract import (
 )
 from finbot_pipelines.providers.http import Masker, upstream_detail
 from finbot_pipelines_tests.conftest import SHARED_DATA, ensure_dbt_manifest
+from finbot_pipelines_tests.fakes.webhook import WebhookReceiver
 
 # --------------------------------------------------------------------------- the scan
 
@@ -575,32 +574,6 @@ def _plaid_canaries(creds: Mapping[str, str]) -> list[str]:
     return [v for k, v in creds.items() if k != "environment"]
 
 
-class Sink:
-    """A local HTTP server taking apprise's ``json://`` notifications."""
-
-    def __init__(self) -> None:
-        self.posts: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", 0))
-                outer.posts.append(self.rfile.read(length).decode("utf-8", "replace"))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @dataclass
 class EchoWorld:
     home: Path
@@ -677,7 +650,7 @@ def echo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoWorld]:
     stops: list[Callable[[], None]] = []
     pages: list[str] = []
     try:
-        sink = Sink()
+        sink = WebhookReceiver()
         stops.append(sink.stop)
         config = (
             f'history_start: "{history_start_for_tests()}"\n'
@@ -826,7 +799,7 @@ def echo_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoWorld]:
             run,
             outputs,
             fd_text,
-            list(sink.posts),
+            list(sink.bodies),
             pages,
             samples,
         )
