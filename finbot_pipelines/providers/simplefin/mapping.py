@@ -118,6 +118,16 @@ def _opt_str(value: object) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def _object_with_id(value: object, where: str) -> tuple[Mapping[str, Any], str]:
+    """An object of the answer and its non-empty ``id`` (else the error naming ``where``)."""
+    if not isinstance(value, Mapping):
+        raise ProviderPayloadError(f"{where}: not an object")
+    oid = _opt_str(value.get("id"))
+    if oid is None:
+        raise ProviderPayloadError(f"{where}: id is missing or empty")
+    return value, oid
+
+
 def notices(body: Mapping[str, Any], mask: Masker) -> list[Notice]:
     """The errors of an Account Set, both forms (``errors`` strings, ``errlist`` objects)."""
     out: list[Notice] = []
@@ -291,13 +301,8 @@ def _transactions(
     if not isinstance(raw, list):
         raise ProviderPayloadError(f"{where}: transactions is not a list")
     out: list[Transaction] = []
-    for i, t in enumerate(raw):
-        tw = f"{where}, transactions[{i}]"
-        if not isinstance(t, Mapping):
-            raise ProviderPayloadError(f"{tw}: not an object")
-        tid = _opt_str(t.get("id"))
-        if tid is None:
-            raise ProviderPayloadError(f"{tw}: id is missing or empty")
+    for i, entry in enumerate(raw):
+        t, tid = _object_with_id(entry, f"{where}, transactions[{i}]")
         tw = f"{where}, transaction {tid!r}"
         if "amount" not in t:
             raise ProviderPayloadError(f"{tw}: amount is missing")
@@ -366,13 +371,8 @@ def build_snapshot(body: Mapping[str, Any], mask: Masker) -> Snapshot:
     txns: list[Transaction] = []
     warnings: list[FetchWarning] = []
     names: dict[str, str] = {}
-    for i, a in enumerate(accounts):
-        where = f"accounts[{i}]"
-        if not isinstance(a, Mapping):
-            raise ProviderPayloadError(f"{where}: not an object")
-        sub_id = _opt_str(a.get("id"))
-        if sub_id is None:
-            raise ProviderPayloadError(f"{where}: id is missing or empty")
+    for i, entry in enumerate(accounts):
+        a, sub_id = _object_with_id(entry, f"accounts[{i}]")
         where = f"account {sub_id!r}"
         if sub_id in names:
             raise ProviderPayloadError(
