@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,26 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+
+def demo_cli_home(path: Path) -> Path:
+    """A home at ``path`` with the demo config (history from 2026-05-01) and a vault key:
+    what the command-line tests start from."""
+    from finbot_pipelines.config.home import demo_config_text
+    from finbot_pipelines.config.vault import init_key_file
+
+    (path / "finbot.yaml").write_text(demo_config_text(datetime(2026, 5, 1)))
+    init_key_file(path)
+    return path
+
+
+def invoke_cli(home: Path, *args: str, input: str | None = None) -> Any:
+    """``finbot --home HOME ARGS...`` through click's runner (its result)."""
+    from click.testing import CliRunner
+
+    from finbot_pipelines.cli import main
+
+    return CliRunner().invoke(main, ["--home", str(home), *args], input=input)
 
 
 def wait_for(condition: Callable[[], object], what: str, deadline_s: float = 60.0) -> None:

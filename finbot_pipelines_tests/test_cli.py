@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from finbot_pipelines.cli import main
-from finbot_pipelines.config.home import demo_config_text
-from finbot_pipelines.config.vault import Vault, init_key_file
+from finbot_pipelines.config.vault import Vault
 from finbot_pipelines.providers import registry
 from finbot_pipelines.providers.base import (
     FetchContext,
@@ -33,19 +30,17 @@ from finbot_pipelines.providers.contract import (
     Snapshot,
     SubAccount,
 )
+from finbot_pipelines_tests.conftest import demo_cli_home, invoke_cli
 
 SECRET = "hunter2-canary-0xC0FFEE"
 
 
-def invoke(home: Path, *args: str, input: str | None = None) -> Any:
-    return CliRunner().invoke(main, ["--home", str(home), *args], input=input)
+invoke = invoke_cli
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    (tmp_path / "finbot.yaml").write_text(demo_config_text(datetime(2026, 5, 1)))
-    init_key_file(tmp_path)
-    return tmp_path
+    return demo_cli_home(tmp_path)
 
 
 class LoginCredentials(ProviderCredentials):

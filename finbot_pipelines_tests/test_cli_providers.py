@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from finbot_pipelines.cli import main
-from finbot_pipelines.config.home import demo_config_text
-from finbot_pipelines.config.vault import Vault, init_key_file
+from finbot_pipelines.config.vault import Vault
+from finbot_pipelines_tests.conftest import demo_cli_home, invoke_cli
 from finbot_pipelines_tests.fakes import binance_server as bn
 from finbot_pipelines_tests.fakes import kraken_server as kr
 from finbot_pipelines_tests.fakes.plaid_server import DEFAULT_CLIENT_ID, DEFAULT_SECRET, FakePlaid
@@ -46,13 +43,10 @@ from finbot_pipelines_tests.test_provider_portals import (  # noqa: F401 (fixtur
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    (tmp_path / "finbot.yaml").write_text(demo_config_text(datetime(2026, 5, 1)))
-    init_key_file(tmp_path)
-    return tmp_path
+    return demo_cli_home(tmp_path)
 
 
-def invoke(home: Path, *args: str, input: str | None = None) -> Any:
-    return CliRunner().invoke(main, ["--home", str(home), *args], input=input)
+invoke = invoke_cli
 
 
 def linked(home: Path, account_id: str) -> dict[str, Any]:

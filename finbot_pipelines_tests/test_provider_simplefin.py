@@ -23,11 +23,8 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from finbot_pipelines.cli import main
-from finbot_pipelines.config.home import demo_config_text
-from finbot_pipelines.config.vault import Vault, init_key_file
+from finbot_pipelines.config.vault import Vault
 from finbot_pipelines.providers import registry
 from finbot_pipelines.providers.base import FetchContext, fetch_snapshot
 from finbot_pipelines.providers.contract import (
@@ -42,6 +39,7 @@ from finbot_pipelines.providers.contract import (
 from finbot_pipelines.providers.simplefin.client import claim_credentials, decode_setup_token
 from finbot_pipelines.providers.simplefin.options import SPEC, SimplefinOptions, SimplefinSetup
 from finbot_pipelines.providers.simplefin.provider import STATE_FILE, SimplefinProvider
+from finbot_pipelines_tests.conftest import demo_cli_home, invoke_cli
 from finbot_pipelines_tests.fakes.simplefin_server import (
     FakeSimplefin,
     examples,
@@ -488,13 +486,10 @@ def test_the_provider_is_registered() -> None:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    (tmp_path / "finbot.yaml").write_text(demo_config_text(datetime(2026, 5, 1)))
-    init_key_file(tmp_path)
-    return tmp_path
+    return demo_cli_home(tmp_path)
 
 
-def invoke(home: Path, *args: str, input: str | None = None) -> Any:
-    return CliRunner().invoke(main, ["--home", str(home), *args], input=input)
+invoke = invoke_cli
 
 
 def _add(home: Path, token: str, *extra: str) -> Any:
