@@ -58,15 +58,21 @@ def latest_net_worth(path: Path) -> list[dict[str, Any]]:
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
+def has_mart(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the published catalog open on ``con`` has the mart ``name`` (one published
+    before the mart existed has not)."""
+    row = con.execute(
+        "select count(*) from duckdb_tables() where schema_name = 'marts' and table_name = ?",
+        [name],
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def profile_performance(path: Path, period: str = "since_first") -> list[dict[str, Any]]:
     """Each profile's performance over ``period`` (fct_performance): contributions apart
     from market gain. Empty when the published catalog has no such mart yet."""
     with open_published(path) as con:
-        exists = con.execute(
-            "select count(*) from duckdb_tables() where schema_name = 'marts' "
-            "and table_name = 'fct_performance'"
-        ).fetchone()
-        if not exists or not exists[0]:
+        if not has_mart(con, "fct_performance"):
             return []
         cur = con.execute(
             """

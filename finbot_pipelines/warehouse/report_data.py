@@ -20,7 +20,7 @@ import pandas as pd
 
 from finbot_pipelines.config.schema import LinkedAccount
 from finbot_pipelines.providers.fixes import NEVER_FETCHED, fix_for
-from finbot_pipelines.warehouse.queries import open_published
+from finbot_pipelines.warehouse.queries import has_mart, open_published
 
 #: Change windows shown in the holdings tree, in order.
 TREE_WINDOWS: tuple[str, ...] = ("1d", "1w", "1m", "1y", "2y")
@@ -298,11 +298,7 @@ def load_monthly(con: duckdb.DuckDBPyConnection, profile_id: str) -> pd.DataFram
     """Monthly net-worth candles, newest first, with the month's net contributions,
     income and market gain (fct_performance; NULL without the previous month's close,
     or in a catalog published before that mart existed)."""
-    has_performance = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = 'marts' "
-        "and table_name = 'fct_performance'"
-    ).fetchone()
-    if has_performance and has_performance[0]:
+    if has_mart(con, "fct_performance"):
         join = """
         left join marts.fct_performance f
             on f.level = 'profile' and f.profile_id = m.profile_id
