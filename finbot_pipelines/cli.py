@@ -601,6 +601,98 @@ def rebuild(
     print_net_worth(paths)
 
 
+def format_statement_outcome(outcome: dict[str, Any]) -> list[str]:
+    """Lines telling what became of one statement file (the asset's metadata of it)."""
+    status = outcome["status"]
+    if status == "rejected":
+        return [f"rejected: {outcome['message']}"]
+    if status != "landed":
+        return [f"{outcome['file']}: {status} ({outcome['message']}): nothing changed"]
+    lines = [f"{outcome['file']}: landed"]
+    for a in outcome["accounts"]:
+        balance = (
+            f"balance {numbers.grouped(numbers.decimal_text(Decimal(a['balance']), 2))} "
+            f"{a['currency']} at {a['statement_date']}"
+            if a["balance"] is not None
+            else "no balance in the file (transactions only)"
+        )
+        lines.append(
+            f"  {a['sub_account_id']} ({a['name']}): {balance}; {a['transactions']} "
+            f"transaction(s), at {a['hour']} UTC"
+        )
+    lines.extend(f"  note: {w}" for w in outcome["warnings"])
+    return lines
+
+
+@main.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--account", "account_id", required=True, help="The statements linked account they belong to."
+)
+@click.pass_context
+def import_statements(ctx: click.Context, files: tuple[Path, ...], account_id: str) -> None:
+    """Land statement files (OFX/QFX, or CSV as the account's options describe) for the
+    `statements` linked account ID, then rebuild and publish the hours they change.
+
+    Balances and positions land at each statement's own date, transactions with them; a
+    file landed before (the same bytes) changes nothing, overlapping statements never
+    count a transaction twice. A file that cannot be read is refused whole, naming the
+    file and the line. The files stay where they are (files dropped into
+    $FINBOT_HOME/inbox/ID/ are landed by the inbox sensor and moved). Exits 1 when a
+    file was refused.
+    """
+    import dagster as dg
+
+    from finbot_pipelines.definitions import build_definitions
+    from finbot_pipelines.defs.automation.runs import run_failure_cause, run_job
+    from finbot_pipelines.defs.ingest.statements import STATEMENTS_JOB, STATEMENTS_KEY
+    from finbot_pipelines.warehouse.statement_import import PROVIDER_ID, last_complete_hour
+
+    paths = _paths(ctx)
+    try:
+        cfg = load_config(paths.config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    account = next((a for a in cfg.linked_accounts if a.id == account_id), None)
+    if account is None:
+        _fail(f"no linked account '{account_id}' in {paths.config}")
+    if account.provider != PROVIDER_ID:
+        _fail(
+            f"'{account_id}' is a {account.provider} account: statement files land in a "
+            f"{PROVIDER_ID} account (`finbot accounts add {PROVIDER_ID} --id ID --profile P`)"
+        )
+    if not account.enabled:
+        _fail(f"'{account_id}' is disabled: enable it first")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        _fail(f"no such file: {', '.join(missing)}")
+    ensure_dagster_home(paths)
+    defs = build_definitions(str(paths.home))
+    last = last_complete_hour(datetime.now(UTC).replace(tzinfo=None))
+    config = {
+        "ops": {
+            "ingest__statements": {
+                "config": {"account": account_id, "files": [str(f.resolve()) for f in files]}
+            }
+        }
+    }
+    with dg.DagsterInstance.get() as instance:
+        result = run_job(defs, STATEMENTS_JOB, last, last, instance=instance, run_config=config)
+    outcomes: list[dict[str, Any]] = []
+    for mat in result.asset_materializations_for_node("ingest__statements"):
+        if mat.asset_key == STATEMENTS_KEY:
+            value = mat.metadata.get("files")
+            outcomes = list(getattr(value, "data", None) or [])
+    for o in outcomes:
+        for line in format_statement_outcome(o):
+            click.echo(line)
+    if not result.success:
+        _fail(f"the import failed: {run_failure_cause(result)}", 1)
+    print_net_worth(paths)
+    if any(o["status"] == "rejected" for o in outcomes):
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--profile", "profile_id", help="The profile (default: the first with a report).")
 @click.pass_context

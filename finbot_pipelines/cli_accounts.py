@@ -25,7 +25,7 @@ from finbot_pipelines.config import editing
 from finbot_pipelines.config.loading import ConfigError, load_config, parse_config
 from finbot_pipelines.config.locking import LockTimeout
 from finbot_pipelines.config.paths import HomePaths, browser_executable
-from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
+from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount, account_state
 from finbot_pipelines.config.vault import Vault, VaultError
 from finbot_pipelines.providers import registry
 from finbot_pipelines.providers.base import (
@@ -399,23 +399,30 @@ def add_linked_account(
             spec.parse_credentials(creds)
         except CredentialsError as exc:
             _fail(f"invalid credentials: {exc}")
-    click.echo(f"testing '{account_id}' with one real fetch ...")
-    outcome = test_fetch(paths, new_cfg, provider_id, account_id, profile_id, options, creds)
-    if outcome.snapshot is None and claimed and vault is not None and secret_name:
-        # the setup cannot be done again (a SimpleFIN setup token works once): keep what
-        # it gave, so that fixing the cause does not need a new token
-        try:
-            vault.set(secret_name, json.dumps(creds), replace=False)
-            click.echo(
-                f"finbot: the claimed credentials are kept in the vault as '{secret_name}' "
-                "(the account was not added); once the cause below is fixed: "
-                f"`finbot accounts add {provider_id} --id {account_id} "
-                f"--credentials-name {secret_name} --stored-credentials`",
-                err=True,
-            )
-        except VaultError as exc:
-            click.echo(f"finbot: the claimed credentials could not be kept: {exc}", err=True)
-    _report(outcome)
+    if spec.fetched:
+        click.echo(f"testing '{account_id}' with one real fetch ...")
+        outcome = test_fetch(paths, new_cfg, provider_id, account_id, profile_id, options, creds)
+        if outcome.snapshot is None and claimed and vault is not None and secret_name:
+            # the setup cannot be done again (a SimpleFIN setup token works once): keep what
+            # it gave, so that fixing the cause does not need a new token
+            try:
+                vault.set(secret_name, json.dumps(creds), replace=False)
+                click.echo(
+                    f"finbot: the claimed credentials are kept in the vault as '{secret_name}' "
+                    "(the account was not added); once the cause below is fixed: "
+                    f"`finbot accounts add {provider_id} --id {account_id} "
+                    f"--credentials-name {secret_name} --stored-credentials`",
+                    err=True,
+                )
+            except VaultError as exc:
+                click.echo(f"finbot: the claimed credentials could not be kept: {exc}", err=True)
+        _report(outcome)
+    else:
+        click.echo(
+            f"'{account_id}' ({provider_id}) is never fetched: drop its statement files into "
+            f"{paths.inbox / account_id}/ (the inbox sensor lands them) or run "
+            f"`finbot import FILE... --account {account_id}`"
+        )
     undo: Callable[[], None] | None = None
     if vault is not None and secret_name and not stored:
         try:
@@ -546,7 +553,7 @@ def accounts_list(paths: HomePaths) -> None:
     notes: list[str] = []
     failures: list[str] = []
     for a in cfg.linked_accounts:
-        state = "disabled" if not a.enabled else "frozen" if a.frozen else "active"
+        state = "disabled" if not a.enabled else account_state(a)
         h = health.get(a.id, {})
         last_ok = h.get("last_success_hour")
         warnings = parse_warnings(h.get("warnings"))
@@ -556,6 +563,8 @@ def accounts_list(paths: HomePaths) -> None:
             last_ok_text = "never"
         else:
             last_ok_text = "never fetched" if a.enabled and not a.frozen and health else "-"
+        if state == "statement":
+            last_ok_text = f"statement of {last_ok:%Y-%m-%d}" if last_ok else "no statement yet"
         rows.append(
             [
                 a.id,
@@ -644,11 +653,89 @@ def accounts_test(paths: HomePaths, account_id: str, fmt: str) -> None:
             creds = _vault(paths).get_json(a.credentials)
         except VaultError as exc:
             _fail(str(exc))
+    if not registry.get_spec(a.provider).fetched:
+        _preview_statements(paths, a, fmt)
+        return
     outcome = test_fetch(paths, cfg, a.provider, a.id, a.profile, a.options, creds)
     if fmt == "json":
         click.echo(outcome_json(a.id, a.provider, outcome, _fix(a, outcome.error_code)))
         sys.exit(0 if outcome.ok else 1)
     _report(outcome, a)
+
+
+def _preview_statements(paths: HomePaths, account: LinkedAccount, fmt: str) -> None:
+    """`accounts test` of a statements account: read every file waiting in its inbox, as
+    the landing would, and tell what each holds; nothing is written or moved. Exits 1
+    when a file cannot be read."""
+    from finbot_pipelines.providers.statements.mapping import (
+        statement_date,
+        sub_account_at_statement_date,
+    )
+    from finbot_pipelines.providers.statements.model import StatementError
+    from finbot_pipelines.providers.statements.parse import parse_statement
+    from finbot_pipelines.warehouse.statement_import import statements_options, waiting_files
+
+    files = waiting_files(paths.inbox, account.id)
+    report: list[dict[str, Any]] = []
+    for path in files:
+        try:
+            st = parse_statement(path, statements_options(account))
+        except StatementError as exc:
+            report.append({"file": path.name, "ok": False, "error": str(exc)})
+            continue
+        report.append(
+            {
+                "file": path.name,
+                "ok": True,
+                "format": st.format,
+                "accounts": [
+                    {
+                        "sub_account_id": acc.sub_account.id,
+                        "currency": acc.sub_account.currency,
+                        "statement_date": str(statement_date(acc) or "") or None,
+                        "balance": str(
+                            sum(
+                                (
+                                    i.value
+                                    for i in sub_account_at_statement_date(acc).items
+                                    if i.value is not None
+                                ),
+                                Decimal(0),
+                            )
+                        )
+                        if statement_date(acc)
+                        else None,
+                        "transactions": len(acc.transactions),
+                    }
+                    for acc in st.accounts
+                ],
+            }
+        )
+    bad = any(not r["ok"] for r in report)
+    if fmt == "json":
+        click.echo(json.dumps({"linked_account_id": account.id, "files": report}, indent=2))
+        sys.exit(1 if bad else 0)
+    if not files:
+        click.echo(
+            f"'{account.id}' is never fetched, and no statement file waits in "
+            f"{paths.inbox / account.id}/: nothing to read"
+        )
+        return
+    for r in report:
+        if not r["ok"]:
+            click.echo(f"cannot be landed: {r['error']}")
+            continue
+        click.echo(f"{r['file']} ({r['format']}): would land")
+        for acc in r["accounts"]:
+            what = (
+                f"balance {_amount(Decimal(acc['balance']))} {acc['currency']} at "
+                f"{acc['statement_date']}"
+                if acc["balance"] is not None
+                else "no balance (transactions only)"
+            )
+            click.echo(f"  {acc['sub_account_id']}: {what}; {acc['transactions']} transaction(s)")
+    if bad:
+        sys.exit(1)
 
 
 def _set_flag(paths: HomePaths, account_id: str, **changes: Any) -> None:

@@ -24,6 +24,13 @@ from finbot_pipelines.defs.automation.runs import PROGRESS_LOGGER, finbot_progre
 from finbot_pipelines.defs.automation.sensors import build_fx_rebuild_sensor
 from finbot_pipelines.defs.ingest.assets import LANDED_KEY, build_ingest_assets
 from finbot_pipelines.defs.ingest.gate import build_gate_asset
+from finbot_pipelines.defs.ingest.statements import (
+    STATEMENTS_JOB,
+    STATEMENTS_KEY,
+    build_statements_asset,
+    build_statements_job,
+    build_statements_sensor,
+)
 from finbot_pipelines.defs.market.assets import (
     build_fx_asset,
     build_fx_coverage_asset,
@@ -71,7 +78,8 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
     ingest = build_ingest_assets(cfg, hourly) if cfg else None
     # what reads the raw tables depends on `ingest/landed`, materialised once per run
     # whatever failed (an account's own asset skips its failed hours)
-    ingest_keys = [LANDED_KEY] if ingest is not None else []
+    # ... and on `ingest/statements` (statement files, landed at their own dates)
+    ingest_keys = [LANDED_KEY, STATEMENTS_KEY] if ingest is not None else [STATEMENTS_KEY]
     fx = build_fx_asset(daily)
     unit_prices = build_unit_prices_asset(ingest_keys)
     fx_coverage = build_fx_coverage_asset()
@@ -81,16 +89,27 @@ def build_definitions(home: str | None = None) -> dg.Definitions:
     report = build_report_asset()
     jobs, schedules = build_jobs(hourly, daily)
 
-    assets: list[dg.AssetsDefinition] = [fx, fx_coverage, unit_prices, dbt, publish, report]
+    assets: list[dg.AssetsDefinition] = [
+        build_statements_asset(),
+        fx,
+        fx_coverage,
+        unit_prices,
+        dbt,
+        publish,
+        report,
+    ]
     if ingest is not None:
         assets[:0] = [ingest, build_gate_asset()]
     return dg.Definitions(
         assets=assets,
-        jobs=[*jobs, backup_job],
+        jobs=[*jobs, build_statements_job(), backup_job],
         schedules=[*schedules, backup_schedule],
         sensors=[
             build_fx_rebuild_sensor(start, cfg.fx_source if cfg else "ecb"),
-            *build_notification_sensors(str(paths.home), [HOURLY_JOB, TRANSFORM_JOB]),
+            build_statements_sensor(str(paths.home)),
+            *build_notification_sensors(
+                str(paths.home), [HOURLY_JOB, TRANSFORM_JOB, STATEMENTS_JOB]
+            ),
         ],
         loggers={PROGRESS_LOGGER: finbot_progress},
         resources={

@@ -70,6 +70,12 @@ class HomePaths:
         return self.home / "state"
 
     @property
+    def inbox(self) -> Path:
+        """Statement files waiting to land: ``inbox/<linked-account-id>/``; landed ones move
+        to ``inbox/done/<id>/``, refused ones to ``inbox/rejected/<id>/`` with a note."""
+        return self.home / "inbox"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 

@@ -187,7 +187,22 @@ class LinkedAccount(BaseModel):
                 f"provider {self.provider!r} needs credentials: expected the name of a vault "
                 f"entry holding a JSON object with {', '.join(needs)}",
             )
+        if not spec.fetched and self.id in ("done", "rejected"):
+            raise FieldPathError(
+                ("id",),
+                f"{self.id!r} is the inbox's folder of handled files: choose another id",
+            )
         return self
+
+
+def account_state(account: LinkedAccount) -> str:
+    """The account's state at an ingested hour: ``frozen``, ``statement`` (a provider that
+    is never fetched: its values land from statement files) or ``active``."""
+    if account.frozen:
+        return "frozen"
+    if not registry.get_spec(account.provider).fetched:
+        return "statement"
+    return "active"
 
 
 class FetchSettings(BaseModel):

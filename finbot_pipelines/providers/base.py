@@ -392,6 +392,9 @@ class ProviderSpec:
     #: how `finbot accounts add` obtains the credentials when the user does not type
     #: them (None: it asks for the credential fields)
     setup: CredentialsSetup | None = None
+    #: False for a provider the hourly ingest never fetches (``statements``: its
+    #: balances and transactions land from files, at their own dates)
+    fetched: bool = True
 
     @property
     def credential_fields(self) -> tuple[CredentialField, ...]:
@@ -456,7 +459,26 @@ class RetiredImplementation(Provider[ProviderOptions, ProviderCredentials]):
         raise RetiredProvider(self._spec.retired or f"{self._spec.id} is retired")
 
 
+class NotFetchedImplementation(Provider[ProviderOptions, ProviderCredentials]):
+    """Stands in for a provider the ingest never fetches (``fetched = False``): asking it
+    for a snapshot is an error that says where its values come from instead."""
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        self._spec = spec
+
+    def fetch(
+        self, ctx: FetchContext, options: ProviderOptions, credentials: ProviderCredentials
+    ) -> Snapshot:
+        raise OptionsError(
+            f"'{ctx.linked_account_id}' ({self._spec.id}) is never fetched: its values land "
+            f"from statement files (`finbot import FILE --account {ctx.linked_account_id}`, "
+            f"or files dropped into inbox/{ctx.linked_account_id}/)"
+        )
+
+
 def load_implementation(spec: ProviderSpec) -> Provider[Any, Any]:
+    if not spec.fetched:
+        return NotFetchedImplementation(spec)
     if spec.implementation is None:
         return RetiredImplementation(spec)
     module_name, _, class_name = spec.implementation.partition(":")

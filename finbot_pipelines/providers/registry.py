@@ -17,6 +17,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
 from finbot_pipelines.providers.base import (
     AnyOptions,
     FieldIssue,
@@ -37,6 +39,7 @@ _SPECS: dict[str, str] = {
     "credit_agricole": "finbot_pipelines.providers.credit_agricole.options:SPEC",
     "aegon_targetplan": "finbot_pipelines.providers.aegon_targetplan.options:SPEC",
     "simplefin": "finbot_pipelines.providers.simplefin.options:SPEC",
+    "statements": "finbot_pipelines.providers.statements.options:SPEC",
 }
 
 # One line per retired provider: id -> the message every fetch fails with.
@@ -146,6 +149,8 @@ def option_docs(spec: ProviderSpec) -> list[dict[str, Any]]:
     for name, info in spec.options.model_fields.items():
         required = info.is_required()
         default = None if required else info.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):  # a nested model: its own non-empty settings
+            default = default.model_dump(exclude_defaults=True) or None
         out.append(
             {
                 "name": name,

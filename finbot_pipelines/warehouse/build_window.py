@@ -10,7 +10,7 @@ every hour (a full rebuild), which is also what a hand-run `dbt build` gets.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -28,6 +28,13 @@ create table if not exists finbot_control.builds (
     last_hour   timestamp,
     valuation   varchar   not null,
     finished_at timestamp not null
+);
+-- Hours a writer changed in the past (a statement landed at its own date): the next dbt
+-- build rebuilds from the earliest of them on, then clears them.
+create table if not exists finbot_control.pending_rebuild (
+    first_hour  timestamp not null,
+    reason      varchar   not null,
+    recorded_at timestamp not null
 );
 """
 
@@ -114,4 +121,36 @@ def build_of_run(
             "where run_id = ? order by finished_at desc limit 1",
             [run_id],
         ).fetchone()
+    )
+
+
+def record_pending_rebuild(
+    con: duckdb.DuckDBPyConnection, first_hour: datetime, reason: str
+) -> None:
+    """Ask the next dbt build to rebuild from ``first_hour`` on (the caller's transaction
+    has committed the hours it changed)."""
+    con.execute(CONTROL_DDL)
+    con.execute(
+        "insert into finbot_control.pending_rebuild values (?, ?, ?)",
+        [first_hour, reason, datetime.now(UTC).replace(tzinfo=None)],
+    )
+
+
+def pending_rebuild(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | None:
+    """(the earliest hour waiting to be rebuilt, when the newest request was recorded), or
+    None when nothing waits."""
+    con.execute(CONTROL_DDL)
+    row = con.execute(
+        "select min(first_hour), max(recorded_at) from finbot_control.pending_rebuild"
+    ).fetchone()
+    if not row or row[0] is None:
+        return None
+    return row[0], row[1]
+
+
+def clear_pending_rebuild(con: duckdb.DuckDBPyConnection, recorded_until: datetime) -> None:
+    """Forget the requests a successful build covered (those recorded up to ``recorded_until``)."""
+    con.execute(CONTROL_DDL)
+    con.execute(
+        "delete from finbot_control.pending_rebuild where recorded_at <= ?", [recorded_until]
     )

@@ -20,6 +20,7 @@ from decimal import Decimal
 import duckdb
 import pandas as pd
 
+from finbot_pipelines.providers.contract import Snapshot, SubAccount
 from finbot_pipelines.warehouse.identity import ensure_identity, record_forgotten
 
 RAW_DDL = """
@@ -67,16 +68,17 @@ create table if not exists raw.items (
 );
 
 -- Which linked accounts a profile had at each ingested hour, and in which state.
--- Enabled accounts get one row per hour: 'active' (fetched) or 'frozen' (not
--- fetched, keeps its last value). Disabled or removed accounts get none, so they
--- stop counting from that hour while their history stays.
+-- Enabled accounts get one row per hour: 'active' (fetched), 'frozen' (not
+-- fetched, keeps its last value) or 'statement' (never fetched: its values land from
+-- statement files at their own dates, raw.statement_imports). Disabled or removed
+-- accounts get none, so they stop counting from that hour while their history stays.
 create table if not exists raw.linked_account_hours (
     fetch_hour          timestamp not null,
     profile_id          varchar   not null,
     linked_account_id   varchar   not null,
     provider_id         varchar   not null,
     linked_account_name varchar   not null,
-    state               varchar   not null,  -- active | frozen
+    state               varchar   not null,  -- active | frozen | statement
     primary key (fetch_hour, linked_account_id)
 );
 
@@ -116,6 +118,26 @@ create table if not exists raw.transaction_cursors (
     linked_account_id varchar   not null,
     cursor            varchar   not null,
     primary key (fetch_hour, linked_account_id)
+);
+
+-- The statement files landed (finbot import, the inbox): one row per file and account
+-- of the file. statement_hour is the hour its balances landed at (the statement's own
+-- date; NULL for an account of the file without any balance: only its transactions
+-- landed, at transactions_hour). A file whose fingerprint is here is never landed again.
+create table if not exists raw.statement_imports (
+    linked_account_id varchar   not null,
+    fingerprint       varchar   not null,   -- SHA-256 of the file's bytes
+    sub_account_id    varchar   not null,
+    file_name         varchar   not null,
+    file_format       varchar   not null,   -- ofx | csv
+    imported_at       timestamp not null,
+    statement_date    date,                 -- the date its balances are at
+    statement_hour    timestamp,            -- where they landed (NULL: no balance)
+    transactions_hour timestamp not null,   -- where its transactions landed
+    period_start      date,
+    period_end        date,
+    transactions      integer   not null,
+    primary key (linked_account_id, fingerprint, sub_account_id)
 );
 
 -- The profiles of the current configuration (replaced on every ingest).
@@ -266,9 +288,30 @@ class CursorRow:
     cursor: str
 
 
+@dataclass(frozen=True)
+class StatementImportRow:
+    linked_account_id: str
+    fingerprint: str
+    sub_account_id: str
+    file_name: str
+    file_format: str
+    imported_at: datetime
+    statement_date: date | None
+    statement_hour: datetime | None
+    transactions_hour: datetime
+    period_start: date | None
+    period_end: date | None
+    transactions: int
+
+
 @dataclass
 class HourBatch:
-    """Everything one ingest writes for a set of (hour, linked account) pairs."""
+    """Everything one ingest writes for a set of (hour, linked account) pairs.
+
+    ``keys``: the pairs whose rows of every hourly table are replaced.
+    ``state_only_keys``: pairs of which only the linked_account_hours row is replaced
+    (a statements account's hours: what its statements landed there stays).
+    ``statement_imports``: the statement files this batch lands (inserted)."""
 
     keys: list[tuple[datetime, str]]
     account_hours: list[AccountHourRow]
@@ -277,6 +320,81 @@ class HourBatch:
     items: list[ItemRow]
     transactions: list[TransactionRow] = field(default_factory=list)
     cursors: list[CursorRow] = field(default_factory=list)
+    state_only_keys: list[tuple[datetime, str]] = field(default_factory=list)
+    statement_imports: list[StatementImportRow] = field(default_factory=list)
+
+
+def transaction_rows(
+    account_id: str, hour: datetime, snapshot: Snapshot
+) -> tuple[list[TransactionRow], list[CursorRow]]:
+    """The transactions (and removals, and the cursor) a successful fetch reported."""
+    rows = [
+        TransactionRow(
+            fetch_hour=hour,
+            linked_account_id=account_id,
+            transaction_id=t.id,
+            sub_account_id=t.sub_account_id,
+            posted_date=t.posted,
+            authorized_date=t.authorized,
+            pending=t.pending,
+            pending_transaction_id=t.pending_id,
+            amount=t.amount,
+            currency=t.currency,
+            description=t.description,
+            merchant=t.merchant,
+            category=t.category,
+            kind=t.kind,
+            symbol=t.symbol,
+            units=t.units,
+            transfer_id=t.transfer_id,
+        )
+        for t in snapshot.transactions
+    ]
+    reported = {t.id for t in snapshot.transactions}
+    rows.extend(
+        TransactionRow(
+            hour, account_id, tid, None, None, None, False, None, None, None, None, None,
+            None, None, None, None, None, removed=True,
+        )
+        for tid in dict.fromkeys(snapshot.removed_transaction_ids)
+        if tid not in reported
+    )  # fmt: skip
+    cursors = (
+        [CursorRow(hour, account_id, snapshot.transactions_cursor)]
+        if snapshot.transactions_cursor
+        else []
+    )
+    return rows, cursors
+
+
+def sub_account_rows(
+    account_id: str, hour: datetime, sub_accounts: Sequence[SubAccount]
+) -> tuple[list[SubAccountRow], list[ItemRow]]:
+    """The sub-account and item rows of a snapshot's sub-accounts at ``hour``."""
+    subs: list[SubAccountRow] = []
+    items: list[ItemRow] = []
+    for sub in sub_accounts:
+        subs.append(
+            SubAccountRow(hour, account_id, sub.id, sub.name, sub.currency, sub.account_type)
+        )
+        items.extend(
+            ItemRow(
+                fetch_hour=hour,
+                linked_account_id=account_id,
+                sub_account_id=sub.id,
+                item_name=it.name,
+                item_type=it.item_type,
+                asset_class=it.asset_class,
+                asset_type=it.asset_type,
+                units=it.units,
+                value=it.value,
+                currency=it.currency,
+                symbol=it.symbol,
+                unit=it.unit,
+            )
+            for it in sub.items
+        )
+    return subs, items
 
 
 _FETCH_COLS = tuple(FetchRow.__dataclass_fields__)
@@ -285,6 +403,7 @@ _ITEM_COLS = tuple(ItemRow.__dataclass_fields__)
 _HOUR_COLS = tuple(AccountHourRow.__dataclass_fields__)
 _TXN_COLS = tuple(TransactionRow.__dataclass_fields__)
 _CURSOR_COLS = tuple(CursorRow.__dataclass_fields__)
+_IMPORT_COLS = tuple(StatementImportRow.__dataclass_fields__)
 
 
 def _cell(v: object) -> object:
@@ -315,6 +434,16 @@ _INSERT_SELECT = {
         else c
         for c in _TXN_COLS
     ),
+    "statement_imports": ", ".join(
+        f"cast({c} as date) as {c}"
+        if c in ("statement_date", "period_start", "period_end")
+        else f"cast({c} as timestamp) as {c}"
+        if c in ("statement_hour", "transactions_hour", "imported_at")
+        else f"cast({c} as integer) as {c}"
+        if c == "transactions"
+        else c
+        for c in _IMPORT_COLS
+    ),
 }
 
 
@@ -325,10 +454,14 @@ def _failpoint(name: str) -> None:
 
 
 def write_hour_batch(con: duckdb.DuckDBPyConnection, batch: HourBatch) -> None:
-    """Replace the rows of every (hour, linked account) in ``batch.keys`` in one transaction."""
-    if not batch.keys:
+    """Replace the rows of every (hour, linked account) in ``batch.keys`` (and the
+    linked_account_hours rows of ``batch.state_only_keys``) in one transaction."""
+    if not batch.keys and not batch.state_only_keys:
         return
     keys = pd.DataFrame(batch.keys, columns=["fetch_hour", "linked_account_id"])
+    state_keys = pd.DataFrame(
+        [*batch.keys, *batch.state_only_keys], columns=["fetch_hour", "linked_account_id"]
+    )
     frames = {
         "linked_account_hours": _frame(batch.account_hours, _HOUR_COLS),
         "fetches": _frame(batch.fetches, _FETCH_COLS),
@@ -340,11 +473,15 @@ def write_hour_batch(con: duckdb.DuckDBPyConnection, batch: HourBatch) -> None:
     con.execute("begin transaction")
     try:
         con.register("_batch_keys", keys)
+        con.register("_batch_state_keys", state_keys)
         for table in frames:
+            source = "_batch_state_keys" if table == "linked_account_hours" else "_batch_keys"
             con.execute(
-                f"delete from raw.{table} t using _batch_keys k "
+                f"delete from raw.{table} t using {source} k "
                 "where t.fetch_hour = k.fetch_hour and t.linked_account_id = k.linked_account_id"
             )
+        if batch.statement_imports:
+            frames["statement_imports"] = _frame(batch.statement_imports, _IMPORT_COLS)
         for table, frame in frames.items():
             if len(frame):
                 con.register("_batch_rows", frame)
@@ -352,6 +489,7 @@ def write_hour_batch(con: duckdb.DuckDBPyConnection, batch: HourBatch) -> None:
                 con.execute(f"insert into raw.{table} by name select {select} from _batch_rows")
                 con.unregister("_batch_rows")
         con.unregister("_batch_keys")
+        con.unregister("_batch_state_keys")
         _failpoint("raw_write_before_commit")
         con.execute("commit")
     except BaseException:
@@ -482,6 +620,13 @@ def forget_hours(con: duckdb.DuckDBPyConnection, first: datetime, last: datetime
     try:
         for table, column in _HOURLY_RAW:
             con.execute(f"delete from raw.{table} where {column} between ? and ?", [first, last])
+        # a statement file some of whose hours are forgotten may be imported again
+        con.execute(
+            "delete from raw.statement_imports where fingerprint in (select fingerprint "
+            "from raw.statement_imports where statement_hour between $1 and $2 "
+            "or transactions_hour between $1 and $2)",
+            [first, last],
+        )
         # tallied, so that the loss check tells these hours from hours lost
         record_forgotten(
             con, first, last, int(distinct[0]) if distinct else 0, counts["linked_account_hours"]
@@ -516,3 +661,103 @@ def latest_cursors(
         [list(linked_account_ids)],
     ).fetchall()
     return {str(a): str(c) for a, c in rows}
+
+
+# --------------------------------------------------------------------------- statements
+
+
+def imported_fingerprints(con: duckdb.DuckDBPyConnection, linked_account_id: str) -> set[str]:
+    """The fingerprints of the statement files already landed for the account."""
+    rows = con.execute(
+        "select distinct fingerprint from raw.statement_imports where linked_account_id = ?",
+        [linked_account_id],
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def statement_balance_hours(
+    con: duckdb.DuckDBPyConnection, linked_account_id: str
+) -> list[tuple[str, datetime]]:
+    """Every (sub-account, hour) a landed statement gave the account's balances at."""
+    rows = con.execute(
+        "select distinct sub_account_id, statement_hour from raw.statement_imports "
+        "where linked_account_id = ? and statement_hour is not null order by 2, 1",
+        [linked_account_id],
+    ).fetchall()
+    return [(str(s), h) for s, h in rows]
+
+
+def sub_account_rows_at(
+    con: duckdb.DuckDBPyConnection, linked_account_id: str, pairs: Sequence[tuple[str, datetime]]
+) -> tuple[dict[tuple[str, datetime], SubAccountRow], dict[tuple[str, datetime], list[ItemRow]]]:
+    """The stored sub-account rows and item rows of (sub-account, hour) pairs."""
+    subs: dict[tuple[str, datetime], SubAccountRow] = {}
+    items: dict[tuple[str, datetime], list[ItemRow]] = {}
+    if not pairs:
+        return subs, items
+    wanted = pd.DataFrame(list(pairs), columns=["sub_account_id", "fetch_hour"])
+    con.register("_wanted_subs", wanted)
+    try:
+        for r in con.execute(
+            f"select {', '.join(f's.{c}' for c in _SUB_COLS)} from raw.sub_accounts s "
+            "join _wanted_subs w using (sub_account_id, fetch_hour) "
+            "where s.linked_account_id = ?",
+            [linked_account_id],
+        ).fetchall():
+            row = SubAccountRow(*r)
+            subs[(row.sub_account_id, row.fetch_hour)] = row
+        for r in con.execute(
+            f"select {', '.join(f'i.{c}' for c in _ITEM_COLS)} from raw.items i "
+            "join _wanted_subs w using (sub_account_id, fetch_hour) "
+            "where i.linked_account_id = ? order by i.item_name",
+            [linked_account_id],
+        ).fetchall():
+            item = ItemRow(*r)
+            items.setdefault((item.sub_account_id, item.fetch_hour), []).append(item)
+    finally:
+        con.unregister("_wanted_subs")
+    return subs, items
+
+
+def transaction_rows_at(
+    con: duckdb.DuckDBPyConnection, linked_account_id: str, hours: Sequence[datetime]
+) -> list[TransactionRow]:
+    """The stored transaction rows of the account at ``hours``."""
+    if not hours:
+        return []
+    rows = con.execute(
+        f"select {', '.join(_TXN_COLS)} from raw.transactions "
+        "where linked_account_id = ? and fetch_hour in (select unnest(?))",
+        [linked_account_id, list(hours)],
+    ).fetchall()
+    return [TransactionRow(*r) for r in rows]
+
+
+def account_hour_rows(
+    con: duckdb.DuckDBPyConnection, linked_account_id: str, hours: Sequence[datetime]
+) -> dict[datetime, AccountHourRow]:
+    """The account's linked_account_hours rows at ``hours``."""
+    if not hours:
+        return {}
+    rows = con.execute(
+        f"select {', '.join(_HOUR_COLS)} from raw.linked_account_hours "
+        "where linked_account_id = ? and fetch_hour in (select unnest(?))",
+        [linked_account_id, list(hours)],
+    ).fetchall()
+    return {r[0]: AccountHourRow(*r) for r in rows}
+
+
+def hours_before_account(
+    con: duckdb.DuckDBPyConnection, profile_id: str, linked_account_id: str, first: datetime
+) -> list[datetime]:
+    """The profile's ingested hours from ``first`` on that come before the account's first
+    hour (all of them from ``first`` when the account has none): the hours a statement
+    dated ``first`` shows the account existed in, before finbot knew of it."""
+    rows = con.execute(
+        "select distinct fetch_hour from raw.linked_account_hours where profile_id = $1 "
+        "and fetch_hour >= $3 and fetch_hour < coalesce((select min(fetch_hour) from "
+        "raw.linked_account_hours where linked_account_id = $2), timestamp '9999-12-31') "
+        "order by 1",
+        [profile_id, linked_account_id, first],
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from finbot_pipelines.config.schema import LinkedAccount
+from finbot_pipelines.config.schema import LinkedAccount, account_state
 from finbot_pipelines.providers.fixes import NEVER_FETCHED, fix_for
 from finbot_pipelines.warehouse.queries import has_mart, open_published
 
@@ -262,7 +262,11 @@ def load_holdings(con: duckdb.DuckDBPyConnection, profile_id: str, hour: datetim
         nodes as (
             select 'linked_account' as level, linked_account_id as entity_id,
                    null::varchar as parent_id, linked_account_name as name,
-                   provider_id as detail, value, is_stale,
+                   case when account_state = 'statement'
+                        then provider_id || ' · from statement of '
+                             || strftime(source_fetch_hour, '%Y-%m-%d')
+                        else provider_id end as detail,
+                   value, is_stale and account_state <> 'statement' as is_stale,
                    linked_account_name as k1, '' as k2, '' as k3
             from marts.fct_linked_account_valuation_hourly
             where profile_id = $profile and valuation_hour = $hour
@@ -331,8 +335,12 @@ STATUS_STALE = "stale"
 STATUS_FROZEN = "frozen"
 STATUS_NEVER_SUCCEEDED = "never succeeded"
 STATUS_NEVER_FETCHED = "never fetched"
+#: A statements account: valued from its newest statement (at that statement's date).
+STATUS_STATEMENT = "from statement"
+#: A statements account no statement has landed for yet: it has no value.
+STATUS_NO_STATEMENT = "no statement yet"
 #: Statuses of accounts that are not up to date (the report's stale count).
-NOT_UP_TO_DATE = (STATUS_STALE, STATUS_NEVER_SUCCEEDED, STATUS_NEVER_FETCHED)
+NOT_UP_TO_DATE = (STATUS_STALE, STATUS_NEVER_SUCCEEDED, STATUS_NEVER_FETCHED, STATUS_NO_STATEMENT)
 
 _ACCOUNT_COLUMNS = [
     "linked_account_id",
@@ -362,7 +370,11 @@ def account_status(
     last_attempt_hour: Any,
     last_success_hour: Any,
 ) -> str:
-    """ok, stale, frozen, never succeeded or never fetched (see NOT_UP_TO_DATE)."""
+    """ok, stale, frozen, from statement, never succeeded, never fetched or no statement
+    yet (see NOT_UP_TO_DATE). A statements account's value is that of its newest statement,
+    as of the statement's date: never "stale" for being older than the hour."""
+    if account_state == "statement":
+        return STATUS_STATEMENT if valued else STATUS_NO_STATEMENT
     if valued:
         if not _missing(is_stale) and bool(is_stale):
             return STATUS_STALE
@@ -453,7 +465,7 @@ def load_accounts(
             "linked_account_id": a.id,
             "linked_account_name": a.name,
             "provider_id": a.provider,
-            "account_state": "frozen" if a.frozen else "active",
+            "account_state": account_state(a),
             "consecutive_failures": 0,
             "unvalued_items": 0,
             "warning_count": 0,

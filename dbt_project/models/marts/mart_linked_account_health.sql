@@ -10,7 +10,7 @@
   fetch since the last success, NULL when the latest attempt succeeded.
   warning_count/warnings = the warnings of the last successful fetch (reconciliation
   differences, unpriced or skipped items): a JSON list of {code, message}.
-  provider_id, linked_account_name, account_state (active | frozen): the account at
+  provider_id, linked_account_name, account_state (active | frozen | statement): the account at
   that latest hour, so an account that never succeeded can be named without the config.
   Rebuilt whole on every run: one row per account, from the small fetches table.
 -#}

@@ -112,7 +112,8 @@ def digest_message(
         stale = con.execute(
             """
             with latest as (
-                select l.profile_id, l.linked_account_id, l.is_stale, l.stale_hours
+                select l.profile_id, l.linked_account_id, l.is_stale, l.stale_hours,
+                       l.account_state
                 from marts.fct_linked_account_valuation_hourly l
                 where l.valuation_hour = (
                     select max(valuation_hour) from marts.fct_profile_valuation_hourly p
@@ -123,7 +124,10 @@ def digest_message(
                    h.last_attempt_hour
             from latest
             full join marts.mart_linked_account_health h using (profile_id, linked_account_id)
+            -- a statements account's value is its newest statement's: not behind for that
             where coalesce(latest.is_stale, true)
+              and not coalesce(latest.account_state = 'statement' and latest.stale_hours >= 0,
+                               false)
             order by 1, 2
             """
         ).fetchall()

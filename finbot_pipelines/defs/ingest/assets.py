@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 
 from finbot_pipelines.config.paths import browser_executable
-from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
+from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount, account_state
 from finbot_pipelines.config.vault import Vault, VaultError
 from finbot_pipelines.defs.ingest.checks import (
     FAILED_ACCOUNTS_TAG,
@@ -33,7 +33,6 @@ from finbot_pipelines.defs.ingest.checks import (
 from finbot_pipelines.defs.partitions import HOUR_FMT, HOURLY_FRESHNESS, naive_utc
 from finbot_pipelines.defs.resources import WAREHOUSE_POOL, FinbotHome
 from finbot_pipelines.defs.window import impossible_hours
-from finbot_pipelines.providers.contract import Snapshot
 from finbot_pipelines.providers.fetching import (
     CredentialsUnavailable,
     FetchOutcome,
@@ -44,14 +43,14 @@ from finbot_pipelines.providers.fetching import (
 from finbot_pipelines.providers.registry import get_provider, get_spec
 from finbot_pipelines.warehouse.raw import (
     AccountHourRow,
-    CursorRow,
     FetchRow,
     HourBatch,
     ItemRow,
     SubAccountRow,
-    TransactionRow,
     latest_cursors,
     replace_profiles,
+    sub_account_rows,
+    transaction_rows,
     write_hour_batch,
 )
 
@@ -84,7 +83,11 @@ def refuse_past_hours(
     limit = now.replace(minute=0, second=0, microsecond=0) - LIVE_GRACE
     if oldest >= limit:
         return
-    live = [a for a in accounts if not a.frozen and not get_spec(a.provider).supports_historical]
+    live = [
+        a
+        for a in accounts
+        if account_state(a) == "active" and not get_spec(a.provider).supports_historical
+    ]
     if not live:
         return
     names = ", ".join(f"'{a.id}' ({a.provider})" for a in live)
@@ -97,49 +100,6 @@ def refuse_past_hours(
             "rebuild the transforms from the raw history already stored."
         )
     )
-
-
-def transaction_rows(
-    account_id: str, hour: datetime, snapshot: Snapshot
-) -> tuple[list[TransactionRow], list[CursorRow]]:
-    """The transactions (and removals, and the cursor) a successful fetch reported."""
-    rows = [
-        TransactionRow(
-            fetch_hour=hour,
-            linked_account_id=account_id,
-            transaction_id=t.id,
-            sub_account_id=t.sub_account_id,
-            posted_date=t.posted,
-            authorized_date=t.authorized,
-            pending=t.pending,
-            pending_transaction_id=t.pending_id,
-            amount=t.amount,
-            currency=t.currency,
-            description=t.description,
-            merchant=t.merchant,
-            category=t.category,
-            kind=t.kind,
-            symbol=t.symbol,
-            units=t.units,
-            transfer_id=t.transfer_id,
-        )
-        for t in snapshot.transactions
-    ]
-    reported = {t.id for t in snapshot.transactions}
-    rows.extend(
-        TransactionRow(
-            hour, account_id, tid, None, None, None, False, None, None, None, None, None,
-            None, None, None, None, None, removed=True,
-        )
-        for tid in dict.fromkeys(snapshot.removed_transaction_ids)
-        if tid not in reported
-    )  # fmt: skip
-    cursors = (
-        [CursorRow(hour, account_id, snapshot.transactions_cursor)]
-        if snapshot.transactions_cursor
-        else []
-    )
-    return rows, cursors
 
 
 def outcome_rows(
@@ -162,27 +122,7 @@ def outcome_rows(
     subs: list[SubAccountRow] = []
     items: list[ItemRow] = []
     if outcome.snapshot is not None:
-        for sub in outcome.snapshot.sub_accounts:
-            subs.append(
-                SubAccountRow(hour, account.id, sub.id, sub.name, sub.currency, sub.account_type)
-            )
-            items.extend(
-                ItemRow(
-                    fetch_hour=hour,
-                    linked_account_id=account.id,
-                    sub_account_id=sub.id,
-                    item_name=it.name,
-                    item_type=it.item_type,
-                    asset_class=it.asset_class,
-                    asset_type=it.asset_type,
-                    units=it.units,
-                    value=it.value,
-                    currency=it.currency,
-                    symbol=it.symbol,
-                    unit=it.unit,
-                )
-                for it in sub.items
-            )
+        subs, items = sub_account_rows(account.id, hour, outcome.snapshot.sub_accounts)
     return fetch, subs, items
 
 
@@ -201,10 +141,18 @@ def hour_outcome(
     return out
 
 
+_STATE_NOTES = {
+    "frozen": " — frozen: keeps its last value",
+    "statement": " — from statement files: the hour records the account; its values land "
+    "from `finbot import` and the inbox at the statements' own dates",
+}
+
+
 def _outcome_of(
     account: LinkedAccount, hour: datetime, outcomes: Mapping[datetime, Mapping[str, Any]]
 ) -> dict[str, Any]:
-    return dict(outcomes.get(hour) or {"status": "frozen" if account.frozen else "not fetched"})
+    state = account_state(account)
+    return dict(outcomes.get(hour) or {"status": state if state != "active" else "not fetched"})
 
 
 def hour_materializations(
@@ -330,19 +278,17 @@ def iter_ingest_hours(
             for hour in chunk:
                 for a in accounts:
                     batch = batches[a.id]
-                    batch.keys.append((hour, a.id))
-                    batch.account_hours.append(
-                        AccountHourRow(
-                            hour,
-                            a.profile,
-                            a.id,
-                            a.provider,
-                            a.name,
-                            "frozen" if a.frozen else "active",
-                        )
+                    state = account_state(a)
+                    # an account not fetched (frozen, statements) keeps what was landed at
+                    # the hour (a statement, a fetch from before it was frozen)
+                    (batch.keys if state == "active" else batch.state_only_keys).append(
+                        (hour, a.id)
                     )
-                    if a.frozen:
-                        stats[a.id]["frozen"] += 1
+                    batch.account_hours.append(
+                        AccountHourRow(hour, a.profile, a.id, a.provider, a.name, state)
+                    )
+                    if state != "active":
+                        stats[a.id][state] += 1
                         continue
                     tasks.append(
                         FetchTask(
@@ -362,7 +308,7 @@ def iter_ingest_hours(
                     task_accounts.append(a)
             pending = Counter(a.id for a in task_accounts)
             failures = 0
-            if final:  # accounts with nothing to fetch (frozen) are complete already
+            if final:  # accounts with nothing to fetch (frozen, statements) are complete
                 for a in accounts:
                     if not pending[a.id]:
                         write_hour_batch(con, batches.pop(a.id))
@@ -419,6 +365,7 @@ def _merge(batches: Iterable[HourBatch]) -> HourBatch:
         merged.items.extend(b.items)
         merged.transactions.extend(b.transactions)
         merged.cursors.extend(b.cursors)
+        merged.state_only_keys.extend(b.state_only_keys)
     return merged
 
 
@@ -450,7 +397,7 @@ def build_ingest_assets(
             key=ingest_key(a.id),
             description=(
                 f"Hourly snapshot of the linked account '{a.name}' ({a.provider}) of profile "
-                f"'{a.profile}'{' — frozen: keeps its last value' if a.frozen else ''}. "
+                f"'{a.profile}'{_STATE_NOTES.get(account_state(a), '')}. "
                 "Lands raw.fetches, raw.sub_accounts, raw.items and raw.transactions."
             ),
             group_name="ingest",

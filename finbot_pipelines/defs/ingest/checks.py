@@ -19,7 +19,7 @@ from datetime import datetime
 import dagster as dg
 import duckdb
 
-from finbot_pipelines.config.schema import LinkedAccount
+from finbot_pipelines.config.schema import LinkedAccount, account_state
 from finbot_pipelines.providers.fixes import fix_for, needs_action
 
 LATEST_FETCH_CHECK = "latest_fetch_succeeded"
@@ -72,11 +72,12 @@ def read_latest_fetches(
         """,
         {"ids": ids, "newest": newest},
     ).fetchall()
-    frozen = {a.id for a in accounts if a.frozen}
+    states = {a.id: account_state(a) for a in accounts}
     out: dict[str, LatestFetch] = {}
     for acc, status, code, message, last_ok, failures in rows:
+        state = states.get(str(acc), "active")
         out[str(acc)] = LatestFetch(
-            status=str(status) if status else ("frozen" if acc in frozen else "missing"),
+            status=str(status) if status else (state if state != "active" else "missing"),
             error_code=code,
             error_message=message,
             last_success_hour=last_ok,
@@ -89,7 +90,7 @@ def latest_fetch_result(
     account: LinkedAccount, newest: datetime, latest: LatestFetch
 ) -> dg.AssetCheckResult:
     """The check result of one account (see the module docstring)."""
-    passed = latest.status in ("success", "frozen")
+    passed = latest.status in ("success", "frozen", "statement")
     never = latest.last_success_hour is None
     metadata: dict[str, dg.RawMetadataValue] = {
         "hour": f"{newest:%Y-%m-%d %H:00}",
@@ -114,6 +115,11 @@ def latest_fetch_result(
             severity = dg.AssetCheckSeverity.ERROR
     elif never and latest.status == "frozen":
         metadata["note"] = "frozen without any successful fetch: it has no value"
+    elif never and latest.status == "statement":
+        metadata["note"] = (
+            f"no statement landed yet: it has no value (drop a statement file into "
+            f"inbox/{account.id}/ or run `finbot import FILE --account {account.id}`)"
+        )
     return dg.AssetCheckResult(
         asset_key=dg.AssetKey(["ingest", account.id]),
         check_name=LATEST_FETCH_CHECK,

@@ -40,7 +40,9 @@ from finbot_pipelines.warehouse.report_data import (
     DISTRIBUTION_DIMENSIONS,
     STATUS_NEVER_FETCHED,
     STATUS_NEVER_SUCCEEDED,
+    STATUS_NO_STATEMENT,
     STATUS_STALE,
+    STATUS_STATEMENT,
     TREE_WINDOWS,
     ReportData,
     load_all_report_data,
@@ -102,6 +104,12 @@ def hour_text(value: Any) -> str:
         return "n/a"
     ts = pd.Timestamp(value)
     return "n/a" if pd.isna(ts) else ts.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def day_text(value: Any) -> str:
+    """The date of an hour, YYYY-MM-DD (a statement's date), or n/a."""
+    text = hour_text(value)
+    return text[:10] if text != "n/a" else text
 
 
 def hour_iso(value: Any) -> str:
@@ -394,12 +402,15 @@ def stale_note(stale: pd.DataFrame) -> str:
     carried = int(stale["status"].eq(STATUS_STALE).sum())
     never_ok = int(stale["status"].eq(STATUS_NEVER_SUCCEEDED).sum())
     never_fetched = int(stale["status"].eq(STATUS_NEVER_FETCHED).sum())
+    no_statement = int(stale["status"].eq(STATUS_NO_STATEMENT).sum())
     if carried:
         parts.append(f"{carried} carried from an older fetch")
     if never_ok:
         parts.append(f"{never_ok} never succeeded (not in the totals)")
     if never_fetched:
         parts.append(f"{never_fetched} never fetched")
+    if no_statement:
+        parts.append(f"{no_statement} without any statement yet (not in the totals)")
     return "; ".join(parts)
 
 
@@ -430,6 +441,11 @@ def stale_section(data: ReportData) -> str:
             what = "has never been fetched successfully: it has no value and is not in the totals"
         elif status == STATUS_NEVER_FETCHED:
             what = "has not been fetched yet: it has no value and is not in the totals"
+        elif status == STATUS_NO_STATEMENT:
+            what = (
+                "has no statement yet: it has no value and is not in the totals (drop a "
+                f"statement file into inbox/{r['linked_account_id']}/ or run `finbot import`)"
+            )
         else:
             age = num(r["stale_hours"])
             age_text = f"{age:g} h" if age is not None else "unknown age"
@@ -585,6 +601,10 @@ def accounts_section(data: ReportData) -> str:
         age_html = (
             f"<small>{age:g} h old</small>" if status == STATUS_STALE and age is not None else ""
         )
+        if status == STATUS_STATEMENT:
+            age_html = f"<small>of {esc(day_text(r['source_fetch_hour']))}</small>"
+        elif status == STATUS_NO_STATEMENT:
+            age_html = f"<small>drop one into inbox/{esc(r['linked_account_id'])}/</small>"
         notes = "".join(
             f'<li data-testid="account-warning" data-code="{esc(w["code"])}">'
             f"<code>{esc(w['code'])}</code> {esc(w['message'])}</li>"

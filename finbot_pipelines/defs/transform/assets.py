@@ -39,15 +39,19 @@ from finbot_pipelines.defs.transform.project import dbt_project
 from finbot_pipelines.defs.window import HourWindow, window_from_tags, with_dependents
 from finbot_pipelines.warehouse.build_window import (
     clear_build_window,
+    clear_pending_rebuild,
     last_build,
     latest_ingested_hour,
+    pending_rebuild,
     record_build,
     set_build_window,
 )
 from finbot_pipelines.warehouse.raw import replace_profiles
 
 #: raw tables landed by the ingest assets (one per linked account) ...
-INGEST_TABLES = frozenset({"fetches", "sub_accounts", "items", "linked_account_hours", "profiles"})
+INGEST_TABLES = frozenset(
+    {"fetches", "sub_accounts", "items", "linked_account_hours", "profiles", "transactions"}
+)
 #: ... and by the market assets.
 MARKET_TABLES = {
     "fx_rates": (FX_RATES_KEY, FX_COVERAGE_KEY),
@@ -236,12 +240,17 @@ def build_dbt_assets(ingest_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
         with finbot.warehouse() as con:  # also creates the raw schema the sources read
             # the profiles' currencies of the config now, also when nothing was ingested
             replace_profiles(con, [(p.id, p.name, p.valuation_ccy) for p in cfg.profiles])
+            asked = None if config.full_refresh else window_from_tags(context.run.tags)
+            # hours a statement landed in the past are rebuilt with the next build
+            pending = pending_rebuild(con)
+            widened = ""
+            if asked is not None and pending is not None and pending[0] < asked.first:
+                asked = HourWindow(pending[0], asked.last)
+                widened = f"hours from {pending[0]:%Y-%m-%d %H:00} changed (statements landed)"
             window, why = build_window_of(
-                None if config.full_refresh else window_from_tags(context.run.tags),
-                latest_ingested_hour(con),
-                last_build(con),
-                valuation,
+                asked, latest_ingested_hour(con), last_build(con), valuation
             )
+            why = "; ".join(w for w in (widened, why) if w)
             set_build_window(con, None if window is None else (window.first, window.last))
         context.log.info(
             f"dbt build of {'every hour' if window is None else f'{window} ({window.hours} h)'}"
@@ -282,6 +291,8 @@ def build_dbt_assets(ingest_keys: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
                 + missing_fx_pairs_note(finbot)
             )
         with finbot.warehouse() as con:
+            if pending is not None:
+                clear_pending_rebuild(con, pending[1])
             record_build(
                 con,
                 context.run.run_id,

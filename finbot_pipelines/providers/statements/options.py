@@ -53,6 +53,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from finbot_pipelines.providers.base import (
     IsoCurrency,
     ProviderOptions,
+    ProviderSpec,
 )
 from finbot_pipelines.providers.contract import ACCOUNT_TYPES, AccountType
 from finbot_pipelines.providers.contract import TransactionKind as Kind
@@ -369,3 +370,17 @@ class StatementsOptions(ProviderOptions):
     csv: CsvOptions | None = Field(
         default=None, description="how to read CSV exports (needed for CSV files)"
     )
+
+
+SPEC = ProviderSpec(
+    id="statements",
+    description=(
+        "Statement files of a bank, card or brokerage (OFX/QFX, or CSV with a column "
+        "mapping): never fetched; files dropped into inbox/<account-id>/ (or given to "
+        "`finbot import`) land their balances and positions at the statement's own date, "
+        "and their transactions."
+    ),
+    options=StatementsOptions,
+    supports_historical=True,
+    fetched=False,
+)
