@@ -122,6 +122,24 @@ QUERIES: dict[str, str] = {
                 || '/' || items.item_name
         order by all
     """,
+    # contributions and market gain apart, per profile, over the usual windows
+    "performance": """
+        select profile_id, period, start_value, end_value, net_contributions, income,
+               costs, market_gain, twr, mwr
+        from marts.fct_performance
+        where level = 'profile' and period in ('1m', '3m', '1y', 'ytd', 'since_first')
+        order by profile_id, period
+    """,
+    # a year of monthly cash flows by flow class, per profile
+    "cash_flows": """
+        select profile_id, month_start, flow_class, sum(inflow) as inflow,
+               sum(outflow) as outflow,
+               sum(net) as net
+        from marts.mart_cash_flows
+        where level = 'profile'
+        group by all
+        order by profile_id, month_start, flow_class
+    """,
     # the wealth distribution at the latest hour
     "distribution": """
         select * from marts.mart_wealth_distribution
@@ -699,6 +717,15 @@ def fanout(paths: HomePaths, hour: datetime, repeat: int, log: TextIO | None) ->
 # --------------------------------------------------------------------------- queries
 
 
+def count_transactions(published: Path) -> int:
+    """How many transactions the published household holds (the dummy accounts' cash moves)."""
+    from finbot_pipelines.warehouse.queries import open_published
+
+    with open_published(published) as con:
+        row = con.execute("select count(*) from marts.fct_transactions").fetchone()
+    return int(row[0]) if row else 0
+
+
 def time_queries(published: Path, runs: int) -> dict[str, float]:
     """Median milliseconds of each query (after one warm-up) on a read-only connection."""
     from finbot_pipelines.warehouse.queries import open_published
@@ -800,6 +827,7 @@ def render_table(result: Mapping[str, Any]) -> str:
         ("fanout_s", result["fanout_s"]),
         ("fanout_slowest_s", result["fanout_slowest_s"]),
         ("land_raw_s", result["land_raw_s"]),
+        ("transactions (in the household)", result["transactions"]),
     ]
     rows.extend((n, f"{v:,.3f}" if isinstance(v, float) else str(v), "", "") for n, v in extra)
     head = (
@@ -885,6 +913,7 @@ def run_bench(
         # -- queries on the published marts of H hours
         _say(f"queries on {main.published}, {query_runs} runs each")
         query_ms = time_queries(main.published, query_runs)
+        transactions = count_transactions(main.published)
 
         # -- steady hours after H hours, then after 24 hours
         _say(f"steady hour after {hours} hours of history, {repeat} new hour(s)")
@@ -928,6 +957,7 @@ def run_bench(
         "query_ms": query_ms,
         "peak_rss_mb": max(r.peak_rss_mb for r in rebuilds),
         "land_raw_s": round(land_s, 3),
+        "transactions": transactions,
         "rebuild_breakdown": {
             **breakdown(median_run([r.run for r in rebuilds])),
             "defs_load_s": _median([r.defs_load_s for r in rebuilds]),
