@@ -616,9 +616,14 @@ def format_statement_outcome(outcome: dict[str, Any]) -> list[str]:
             if a["balance"] is not None
             else "no balance in the file (transactions only)"
         )
+        closes = (
+            f"; the {a['daily_closes']} day(s) before it from its transactions"
+            if a.get("daily_closes")
+            else ""
+        )
         lines.append(
             f"  {a['sub_account_id']} ({a['name']}): {balance}; {a['transactions']} "
-            f"transaction(s), at {a['hour']} UTC"
+            f"transaction(s), at {a['hour']} UTC{closes}"
         )
     lines.extend(f"  note: {w}" for w in outcome["warnings"])
     return lines

@@ -114,13 +114,22 @@ def test_a_statement_lands_at_its_own_date(con: duckdb.DuckDBPyConnection, tmp_p
     outcome = import_file(con, account(), first_statement(tmp_path), now=NOW)
     assert outcome.status == "landed", outcome.message
     h = datetime(2026, 3, 8, 23)
-    assert outcome.first_hour == h
-    assert items(con) == [(h, "current", "Cash", Decimal("3480.00"))]
+    day_before = datetime(2026, 3, 7, 23)
+    assert outcome.first_hour == day_before
+    # 07/03's close told by the transactions: 3480.00 - 2500.00 = 980.00 (the file's own
+    # running balance of that row)
+    assert items(con) == [
+        (day_before, "current", "Cash", Decimal("980.00")),
+        (h, "current", "Cash", Decimal("3480.00")),
+    ]
     fetch = con.execute(
         "select fetch_hour, status, provider_id, profile_id from raw.fetches "
         "where linked_account_id = 'bank'"
     ).fetchall()
-    assert fetch == [(h, "success", "statements", "me")]
+    assert fetch == [
+        (day_before, "success", "statements", "me"),
+        (h, "success", "statements", "me"),
+    ]
     txns = con.execute(
         "select posted_date, amount, fetch_hour from raw.transactions "
         "where linked_account_id = 'bank' order by 1"
@@ -134,10 +143,10 @@ def test_a_statement_lands_at_its_own_date(con: duckdb.DuckDBPyConnection, tmp_p
         "select min(fetch_hour), max(fetch_hour), count(*), any_value(state) "
         "from raw.linked_account_hours where linked_account_id = 'bank'"
     ).fetchone()
-    later = [x for x in PROFILE_HOURS if x >= h]
-    assert hours == (h, later[-1], len(later), "statement")
-    assert pending_rebuild(con) is not None
-    assert pending_rebuild(con)[0] == h  # type: ignore[index]
+    later = [x for x in PROFILE_HOURS if x >= day_before]
+    assert hours == (day_before, later[-1], len(later), "statement")
+    pending = pending_rebuild(con)
+    assert pending is not None and pending[0] == day_before
 
 
 def test_the_same_file_twice_changes_nothing(
@@ -174,8 +183,11 @@ def test_an_overlapping_statement_counts_each_transaction_once(
         "where linked_account_id = 'bank' group by 1 order by 2"
     ).fetchall()
     assert [a for _, a in current] == [Decimal("-1200.00"), Decimal("-20.00"), Decimal("2500.00")]
+    # the second file's days: 08/03 and 09/03 close at 2280.00 + 1200.00 = 3480.00
     assert items(con) == [
+        (datetime(2026, 3, 7, 23), "current", "Cash", Decimal("980.00")),
         (datetime(2026, 3, 8, 23), "current", "Cash", Decimal("3480.00")),
+        (datetime(2026, 3, 9, 23), "current", "Cash", Decimal("3480.00")),
         (today, "current", "Cash", Decimal("2280.00")),
     ]
 
@@ -187,24 +199,68 @@ def test_each_hour_holds_every_sub_accounts_newest_balance(
     bank = parse_statement(DATA / "bank_ofx211_xml.ofx")
     acc = account({})
     card_hour, bank_hour = datetime(2024, 2, 29, 23), datetime(2024, 1, 31, 23)
+    card_name = "Credit card ...1111"
     assert land_statement(con, acc, card, now=NOW).status == "landed"
-    assert items(con) == [
-        (card_hour, "4111111111111111", "Credit card ...1111", Decimal("-273.56"))
-    ]
+    assert at(con, card_hour) == [("4111111111111111", card_name, Decimal("-273.56"))]
+    # the card statement's days: 1 February closes at -273.56 less everything posted after
+    card_txns = [(t.posted, t.amount) for t in card.transactions]
+    period_start = card.accounts[0].period_start
+    assert period_start is not None
+    feb1 = Decimal("-273.56") - sum(a for d, a in card_txns if d and d > period_start)
+    first_close = datetime.combine(period_start, datetime.min.time()).replace(hour=23)
+    assert at(con, first_close) == [("4111111111111111", card_name, feb1)]
     # an older statement of another account of the same login: the card's hour now holds
     # both (the bank's balance of January still stands on 29 February)
     outcome = land_statement(con, acc, bank, now=NOW)
-    assert outcome.first_hour == bank_hour
-    assert items(con) == [
-        (bank_hour, "55501234", "Cash", Decimal("10382.67")),
-        (card_hour, "4111111111111111", "Credit card ...1111", Decimal("-273.56")),
-        (card_hour, "55501234", "Cash", Decimal("10382.67")),
+    assert outcome.first_hour is not None and outcome.first_hour <= bank_hour
+    assert at(con, bank_hour) == [("55501234", "Cash", Decimal("10382.67"))]
+    assert at(con, card_hour) == [
+        ("4111111111111111", card_name, Decimal("-273.56")),
+        ("55501234", "Cash", Decimal("10382.67")),
     ]
     # the card's transactions stayed at its hour when that hour was rewritten
     per_hour = con.execute(
         "select fetch_hour, count(*) from raw.transactions group by 1 order by 1"
     ).fetchall()
     assert per_hour == [(bank_hour, 3), (card_hour, 5)]
+
+
+def at(con: duckdb.DuckDBPyConnection, hour: datetime) -> list[tuple[object, ...]]:
+    return con.execute(
+        "select sub_account_id, item_name, value from raw.items "
+        "where linked_account_id = 'bank' and fetch_hour = ? order by 1, 2",
+        [hour],
+    ).fetchall()
+
+
+def test_daily_closes_match_the_files_running_balance() -> None:
+    """uk_bank_2024_01.csv writes each row's running balance: the close the landing derives
+    for each day (from the final balance and the transactions) is the last balance the file
+    writes for that day."""
+    import csv
+
+    from finbot_pipelines.providers.statements.options import StatementsOptions
+    from finbot_pipelines.warehouse.statement_import import daily_closes
+
+    path = DATA / "uk_bank_2024_01.csv"
+    written: dict[date, Decimal] = {}
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    for row in csv.DictReader(lines):
+        d = datetime.strptime(row["Date"], "%d/%m/%Y").date()
+        written[d] = Decimal(row["Balance"])  # the day's last row wins
+    st = parse_statement(
+        path, StatementsOptions.model_validate({"csv": {"preset": "uk_bank", "currency": "GBP"}})
+    )
+    closes = daily_closes(st.accounts[0])
+    last_day = max(written)
+    assert closes  # the period has days before its last
+    for d, amount in closes.items():
+        assert d < last_day
+        known = [b for k, b in written.items() if k <= d]
+        if d in written:
+            assert amount == written[d], d
+        elif known:  # a day without rows keeps the previous day's balance
+            assert amount == written[max(k for k in written if k <= d)], d
 
 
 def test_a_bad_file_is_rejected_whole_and_moved_with_a_note(
@@ -288,7 +344,10 @@ def test_forgotten_hours_let_the_file_land_again(
     h = datetime(2026, 3, 8, 23)
     forget_hours(con, h, h)
     assert import_file(con, account(), path, now=NOW).status == "landed"
-    assert items(con) == [(h, "current", "Cash", Decimal("3480.00"))]
+    assert items(con) == [
+        (datetime(2026, 3, 7, 23), "current", "Cash", Decimal("980.00")),
+        (h, "current", "Cash", Decimal("3480.00")),
+    ]
 
 
 def test_an_hour_the_ingest_has_not_reached_gets_no_lone_account_row(

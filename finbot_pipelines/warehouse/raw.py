@@ -120,10 +120,11 @@ create table if not exists raw.transaction_cursors (
     primary key (fetch_hour, linked_account_id)
 );
 
--- The statement files landed (finbot import, the inbox): one row per file and account
--- of the file. statement_hour is the hour its balances landed at (the statement's own
--- date; NULL for an account of the file without any balance: only its transactions
--- landed, at transactions_hour). A file whose fingerprint is here is never landed again.
+-- The statement files landed (finbot import, the inbox): one row per balance a file
+-- gave an account of it, at statement_hour (the statement's own date, or with derived
+-- the close of an earlier day of its period told by its transactions), or one row with
+-- statement_hour NULL for an account without any balance (only its transactions landed,
+-- at transactions_hour). A file whose fingerprint is here is never landed again.
 create table if not exists raw.statement_imports (
     linked_account_id varchar   not null,
     fingerprint       varchar   not null,   -- SHA-256 of the file's bytes
@@ -131,13 +132,13 @@ create table if not exists raw.statement_imports (
     file_name         varchar   not null,
     file_format       varchar   not null,   -- ofx | csv
     imported_at       timestamp not null,
-    statement_date    date,                 -- the date its balances are at
-    statement_hour    timestamp,            -- where they landed (NULL: no balance)
+    statement_date    date,                 -- the date the balance is at
+    statement_hour    timestamp,            -- where it landed (NULL: no balance)
+    derived           boolean   not null,   -- a day's close from the transactions
     transactions_hour timestamp not null,   -- where its transactions landed
     period_start      date,
     period_end        date,
-    transactions      integer   not null,
-    primary key (linked_account_id, fingerprint, sub_account_id)
+    transactions      integer   not null
 );
 
 -- The profiles of the current configuration (replaced on every ingest).
@@ -298,6 +299,7 @@ class StatementImportRow:
     imported_at: datetime
     statement_date: date | None
     statement_hour: datetime | None
+    derived: bool
     transactions_hour: datetime
     period_start: date | None
     period_end: date | None
@@ -441,6 +443,8 @@ _INSERT_SELECT = {
         if c in ("statement_hour", "transactions_hour", "imported_at")
         else f"cast({c} as integer) as {c}"
         if c == "transactions"
+        else f"cast({c} as boolean) as {c}"
+        if c == "derived"
         else c
         for c in _IMPORT_COLS
     ),

@@ -9,6 +9,13 @@ and lands in one warehouse transaction, or not at all:
   is later (a statement of today). A file dated after tomorrow is refused. An account
   without any balance (a CSV without a balance column) lands its transactions only, at
   the hour of its last transaction's date.
+- **The days before it.** A bank or card statement lists every transaction of its
+  period, so it also tells each earlier day's closing balance: the ledger balance less
+  what was posted after that day (:func:`daily_closes`), landed at each day's 23:00 UTC
+  from the period's start (at most 400 days). So between two statements the account
+  moves with its transactions instead of jumping at the next statement, and its
+  performance shows no gain a bank account never had. Not for investment accounts
+  (their positions' prices between statements are unknown).
 - **What an hour holds.** The linked account's snapshot at a statement hour H is every
   sub-account a statement gave a balance for at or before H, each with its newest such
   balance: a card statement of the 28th and a current account statement of the 30th
@@ -45,12 +52,16 @@ from typing import Literal
 import duckdb
 
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
-from finbot_pipelines.providers.contract import Snapshot
+from finbot_pipelines.providers.contract import Snapshot, SubAccount
 from finbot_pipelines.providers.statements.mapping import (
     statement_date,
     sub_account_at_statement_date,
 )
-from finbot_pipelines.providers.statements.model import Statement, StatementError
+from finbot_pipelines.providers.statements.model import (
+    Statement,
+    StatementAccount,
+    StatementError,
+)
 from finbot_pipelines.providers.statements.options import StatementsOptions
 from finbot_pipelines.providers.statements.parse import parse_statement
 from finbot_pipelines.warehouse.build_window import record_pending_rebuild
@@ -94,9 +105,12 @@ class AccountLanded:
     balance: Decimal | None
     hour: datetime
     transactions: int
+    #: days before the statement's date given the balance its transactions tell
+    daily_closes: int = 0
 
     def as_json(self) -> dict[str, object]:
         return {
+            "daily_closes": self.daily_closes,
             "sub_account_id": self.sub_account_id,
             "name": self.name,
             "currency": self.currency,
@@ -145,12 +159,43 @@ def statements_options(account: LinkedAccount) -> StatementsOptions:
     return StatementsOptions.model_validate(dict(account.options))
 
 
+#: Account types whose daily balances a statement's transactions tell (not investments:
+#: their positions' prices between two statements are unknown).
+DERIVED_TYPES = ("depository", "credit", "loan")
+#: Most days before a statement's date given a balance derived from its transactions.
+MAX_DERIVED_DAYS = 400
+
+
+def daily_closes(acc: StatementAccount) -> dict[date, Decimal]:
+    """The balance at the end of each day of the statement's period before its date, from
+    its ledger balance and its transactions: balance(d) = ledger - the amounts posted
+    after d up to the statement's date (a statement lists every transaction of its
+    period). Empty for investment accounts, or without a ledger balance or a period."""
+    ledger = acc.ledger_balance
+    if (
+        ledger is None
+        or acc.period_start is None
+        or acc.sub_account.account_type not in DERIVED_TYPES
+    ):
+        return {}
+    day = ledger.as_of
+    first = max(acc.period_start, day - timedelta(days=MAX_DERIVED_DAYS))
+    posted = [(t.posted, t.amount) for t in acc.transactions if t.posted and not t.pending]
+    out: dict[date, Decimal] = {}
+    d = first
+    while d < day:
+        out[d] = ledger.amount - sum((a for p, a in posted if d < p <= day), Decimal(0))
+        d += timedelta(days=1)
+    return out
+
+
 @dataclass
 class _Planned:
-    """One account of the file, placed."""
+    """One account of the file, placed: its balances by hour (the statement's own and the
+    daily closes its transactions tell), and where its transactions land."""
 
     sub_account_id: str
-    balance_hour: datetime | None
+    balances: dict[datetime, tuple[date, bool, SubAccount]]  # hour -> (date, derived, sub)
     transactions_hour: datetime
     landed: AccountLanded
 
@@ -171,6 +216,17 @@ def _plan(statement: Statement, now: datetime) -> list[_Planned]:
         balance_hour = hour_of(day, now) if day is not None else None
         txn_hour = balance_hour or hour_of(last_txn or acc.period_end or today, now)
         composed = sub_account_at_statement_date(acc)
+        balances: dict[datetime, tuple[date, bool, SubAccount]] = {}
+        if day is not None and balance_hour is not None:
+            for d, amount in daily_closes(acc).items():
+                assert acc.ledger_balance is not None  # daily_closes needs it
+                ledger = replace(acc.ledger_balance, amount=amount, as_of=d, as_of_utc=None)
+                balances[hour_of(d, now)] = (
+                    d,
+                    True,
+                    sub_account_at_statement_date(replace(acc, ledger_balance=ledger)),
+                )
+            balances[balance_hour] = (day, False, composed)
         balance = (
             sum((i.value for i in composed.items if i.value is not None), Decimal(0))
             if day is not None
@@ -179,7 +235,7 @@ def _plan(statement: Statement, now: datetime) -> list[_Planned]:
         out.append(
             _Planned(
                 sub.id,
-                balance_hour,
+                balances,
                 txn_hour,
                 AccountLanded(
                     sub.id,
@@ -189,6 +245,7 @@ def _plan(statement: Statement, now: datetime) -> list[_Planned]:
                     balance,
                     txn_hour,
                     len(acc.transactions),
+                    daily_closes=sum(1 for _, derived, _ in balances.values() if derived),
                 ),
             )
         )
@@ -210,7 +267,7 @@ def land_statement(
     if statement.fingerprint in imported_fingerprints(con, account.id):
         return FileOutcome(name, "already imported", "the same file was landed before")
     planned = _plan(statement, now)
-    new_records = {(p.sub_account_id, p.balance_hour) for p in planned if p.balance_hour}
+    new_records = {(p.sub_account_id, h) for p in planned for h in p.balances}
     existing = [r for r in statement_balance_hours(con, account.id) if r not in new_records]
     earliest = min([p.transactions_hour for p in planned] + [h for _, h in new_records])
     hours = sorted(
@@ -235,14 +292,11 @@ def land_statement(
     )
     new_subs: dict[tuple[str, datetime], SubAccountRow] = {}
     new_items: dict[tuple[str, datetime], list[ItemRow]] = {}
-    for acc, p in zip(statement.accounts, planned, strict=True):
-        if p.balance_hour is None:
-            continue
-        subs, items = sub_account_rows(
-            account.id, p.balance_hour, [sub_account_at_statement_date(acc)]
-        )
-        new_subs[(p.sub_account_id, p.balance_hour)] = subs[0]
-        new_items[(p.sub_account_id, p.balance_hour)] = items
+    for p in planned:
+        for h, (_, _, sub) in p.balances.items():
+            subs, items = sub_account_rows(account.id, h, [sub])
+            new_subs[(p.sub_account_id, h)] = subs[0]
+            new_items[(p.sub_account_id, h)] = items
 
     # transactions: what the hours held, with this file's (an id it reports again replaces
     # the hour's earlier version)
@@ -317,23 +371,30 @@ def land_statement(
                 hour, account.profile, account.id, account.provider, account.name, "statement"
             )
         )
-    batch.statement_imports = [
-        StatementImportRow(
-            linked_account_id=account.id,
-            fingerprint=statement.fingerprint,
-            sub_account_id=p.sub_account_id,
-            file_name=name,
-            file_format=statement.format,
-            imported_at=now,
-            statement_date=p.landed.statement_date,
-            statement_hour=p.balance_hour,
-            transactions_hour=p.transactions_hour,
-            period_start=acc.period_start,
-            period_end=acc.period_end,
-            transactions=len(acc.transactions),
+    batch.statement_imports = []
+    for acc, p in zip(statement.accounts, planned, strict=True):
+        # one row per balance landed (none: a row without, for the transactions)
+        landed: list[tuple[datetime | None, date | None, bool]] = [
+            (h, d, derived) for h, (d, derived, _) in sorted(p.balances.items())
+        ] or [(None, None, False)]
+        batch.statement_imports.extend(
+            StatementImportRow(
+                linked_account_id=account.id,
+                fingerprint=statement.fingerprint,
+                sub_account_id=p.sub_account_id,
+                file_name=name,
+                file_format=statement.format,
+                imported_at=now,
+                statement_date=d,
+                statement_hour=h,
+                derived=derived,
+                transactions_hour=p.transactions_hour,
+                period_start=acc.period_start,
+                period_end=acc.period_end,
+                transactions=len(acc.transactions),
+            )
+            for h, d, derived in landed
         )
-        for acc, p in zip(statement.accounts, planned, strict=True)
-    ]
     write_hour_batch(con, batch)
     record_pending_rebuild(con, earliest, f"statement {name} of '{account.id}'")
     return FileOutcome(
