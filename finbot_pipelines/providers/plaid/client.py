@@ -172,6 +172,20 @@ NULLABLE_HOLDING_FIELDS = ("institution_value", "institution_price")
 _MISSING_ARGS_RE = re.compile(
     r"(\w+)\._from_openapi_data\(\) missing \d+ required positional arguments?: (.+)$"
 )
+#: where the SDK says a value is (``... at ['added'][0]['amount']``), and what it wanted
+_SDK_PATH_RE = re.compile(r" at ((?:\[(?:'[^']*'|\d+)\])+)\s*$")
+_SDK_PATH_PART_RE = re.compile(r"\[(?:'([^']*)'|(\d+))\]")
+_SDK_TYPE_RE = re.compile(r"Invalid type for variable '\w+'\. Required value type is (\w+)")
+_SDK_TYPE_NAMES = {
+    "float": "a number",
+    "int": "a whole number",
+    "str": "a string",
+    "bool": "true or false",
+    "list": "a list",
+    "dict": "an object",
+    "date": "a date",
+    "datetime": "a date-time",
+}
 _SDK_DATE_HINT = (
     "If you need your parameter to have a fallback string value, please set its type as "
     "`type: {}` in your spec. That allows the value to be any type. "
@@ -363,6 +377,14 @@ def _missing_field(
     return None
 
 
+def _sdk_path(text: str) -> list[str | int]:
+    """The path an SDK message ends with (``at ['added'][0]['amount']``), else []."""
+    m = _SDK_PATH_RE.search(text)
+    if m is None:
+        return []
+    return [key if num == "" else int(num) for key, num in _SDK_PATH_PART_RE.findall(m.group(1))]
+
+
 def _where(path: Sequence[object]) -> str:
     return format_path("", [p if isinstance(p, int) else str(p) for p in path]) or "the answer"
 
@@ -400,9 +422,16 @@ def validate(
                 places.append(_where(found) if found else f"{model_name}.{name}")
             message = f"{', '.join(places)}: required field missing"
         elif isinstance(exc, plaid.OpenApiException):  # ApiValueError (a bad date...)
-            where = list(getattr(exc, "path_to_item", None) or prefix)
-            text = text.split(" at [")[0].removeprefix(_SDK_DATE_HINT)
-            message = f"{_where(where)}: {shorten(mask(text))}"
+            where = list(getattr(exc, "path_to_item", None) or _sdk_path(text) or prefix)
+            wanted = _SDK_TYPE_RE.search(text)  # a wrong type inside a composed schema
+            if wanted is not None:
+                got = _at(data, where[len(prefix) :])
+                got_text = "" if got is _MISSING else f", got {_json_kind(got, mask)}"
+                expected = _SDK_TYPE_NAMES.get(wanted.group(1), "another value")
+                message = f"{_where(where)}: expected {expected}{got_text}"
+            else:
+                text = text.split(" at [")[0].removeprefix(_SDK_DATE_HINT)
+                message = f"{_where(where)}: {shorten(mask(text))}"
         else:
             message = f"{_where(prefix)}: {type(exc).__name__}: {shorten(mask(text))}"
     raise _Refused(mask(message))
