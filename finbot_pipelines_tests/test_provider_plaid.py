@@ -1170,6 +1170,7 @@ def test_browser_linking_against_the_fake(fake: FakePlaid) -> None:
         "investments",
         "liabilities",
     ]
+    assert create.body["transactions"] == {"days_requested": 730}  # two years, not Plaid's 90
     assert creds["environment"] == "sandbox" and creds["access_token"] in fake.access_tokens
     assert len(fetch(fake, creds).sub_accounts) == 8
 
