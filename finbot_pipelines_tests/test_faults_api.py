@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from finbot_pipelines_tests.fakes.plaid_server import BALANCE, HOLDINGS, LIABILITIES, FakePlaid
+from finbot_pipelines_tests.fakes.plaid_server import (
+    BALANCE,
+    HOLDINGS,
+    INVESTMENT_TRANSACTIONS,
+    LIABILITIES,
+    SYNC,
+    FakePlaid,
+)
 from finbot_pipelines_tests.faults import (
     FaultRun,
     FaultSwitch,
@@ -41,7 +48,11 @@ TIMEOUT_S = 1
 MAX_ATTEMPTS = 2
 RETRY_AFTER_S = 1
 FETCH = {"timeout_s": TIMEOUT_S, "max_attempts": MAX_ATTEMPTS, "backoff_s": 0.05, "max_workers": 1}
-REQUESTS_PER_FETCH = 3  # balance, holdings, liabilities
+# a first fetch: balance, holdings, liabilities, transactions sync, investment transactions
+FIRST_FETCH = [BALANCE, HOLDINGS, LIABILITIES, SYNC, INVESTMENT_TRANSACTIONS]
+REQUESTS_PER_FETCH = len(FIRST_FETCH)
+# an hour later the investment transactions are not asked again (once a day)
+LATER_FETCH = [BALANCE, HOLDINGS, LIABILITIES, SYNC]
 HEALTHY = "plaid-healthy"
 
 
@@ -146,17 +157,17 @@ def test_the_run_completes_and_the_healthy_account_is_fresh(world: World) -> Non
     assert world.run.success, world.run.failures
     assert world.run.accounts_failed  # the faulty accounts failed an hour: the run says so
     assert_fresh(world.run, HEALTHY, VALUE_USD)
-    # it was fetched in full at both hours: three calls each
+    # it was fetched in full at both hours (investment transactions once a day)
     switch = world.switches[HEALTHY]
-    assert switch.first_hour_paths() == [BALANCE, HOLDINGS, LIABILITIES]
-    assert len(switch.fault_hour_requests()) == REQUESTS_PER_FETCH
+    assert switch.first_hour_paths() == FIRST_FETCH
+    assert list(switch.fault_hour_paths()) == LATER_FETCH
 
 
 @pytest.mark.parametrize("account", list(FAULTS))
 def test_a_failing_account_is_stale_with_its_error_code(world: World, account: str) -> None:
     fault = FAULTS[account]
     switch = world.switches[account]
-    assert switch.first_hour_paths() == [BALANCE, HOLDINGS, LIABILITIES]  # healthy first hour
+    assert switch.first_hour_paths() == FIRST_FETCH  # healthy first hour
     assert_stale(
         world.run,
         account,

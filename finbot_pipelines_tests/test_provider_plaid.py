@@ -55,10 +55,12 @@ from finbot_pipelines.providers.plaid.provider import PlaidProvider
 from finbot_pipelines_tests.fakes.plaid_server import (
     BALANCE,
     HOLDINGS,
+    INVESTMENT_TRANSACTIONS,
     LIABILITIES,
     LINK_TOKEN_CREATE,
     PUBLIC_TOKEN_EXCHANGE,
     SANDBOX_PUBLIC_TOKEN_CREATE,
+    SYNC,
     FakePlaid,
 )
 
@@ -468,12 +470,15 @@ def test_the_products_option_limits_the_calls(fake: FakePlaid) -> None:
 
 def test_requests_carry_the_keys_in_headers_and_the_token_in_the_body(fake: FakePlaid) -> None:
     fetch(fake)
-    assert [r.path for r in fake.requests] == [BALANCE, HOLDINGS, LIABILITIES]
+    paths = [BALANCE, HOLDINGS, LIABILITIES, SYNC, INVESTMENT_TRANSACTIONS]
+    assert [r.path for r in fake.requests] == paths
     for r in fake.requests:
         headers = {k.lower(): v for k, v in r.headers.items()}
         assert headers["plaid-client-id"] == fake.client_id
         assert headers["plaid-secret"] == fake.secret
-        assert r.body == {"access_token": fake.access_token}
+        assert r.body["access_token"] == fake.access_token
+        if r.path in (BALANCE, HOLDINGS, LIABILITIES):
+            assert r.body == {"access_token": fake.access_token}
 
 
 # --------------------------------------------------------------------------- holdings rules
@@ -782,7 +787,8 @@ def test_outages_are_transient(fake: FakePlaid, status: int, code: str, error_ty
     fake.fail_next(LIABILITIES, status, code, error_type, times=3)
     with pytest.raises(TransientError) as err:
         fetch(fake)
-    assert type(err.value) is TransientError and code in str(err.value)
+    assert isinstance(err.value, TransientError) and err.value.code == "transient"
+    assert code in str(err.value)
     assert f"HTTP {status} {error_type}/{code}" in str(err.value)
     out, _ = run(fake)  # two failures left, then success
     assert out.ok and out.attempts == 3
@@ -988,6 +994,11 @@ def test_registry_contract_and_options() -> None:
         ("environment", False),
     ]
     assert registry.option_issues("plaid", {}) == []
+    assert SPEC.parse_options({}).products == [  # type: ignore[attr-defined]
+        "investments",
+        "liabilities",
+        "transactions",
+    ]
     assert (
         registry.option_issues(
             "plaid",
@@ -999,7 +1010,7 @@ def test_registry_contract_and_options() -> None:
         ({"api_url": "ftp://x"}, ("api_url",), "expected an http(s) address"),
         ({"timeout_s": 0}, ("timeout_s",), "greater than 0"),
         ({"timeout_s": 301}, ("timeout_s",), "<= 300"),
-        ({"products": ["transactions"]}, ("products", 0), "got 'transactions'"),
+        ({"products": ["statements"]}, ("products", 0), "got 'statements'"),
         ({"products": ["liabilities"] * 2}, ("products",), "'liabilities' twice"),
         ({"colour": "red"}, ("colour",), "unknown option"),
         ({"_linked_account_id": "x"}, ("_linked_account_id",), "unknown option"),  # no reserved
@@ -1159,6 +1170,7 @@ def test_browser_linking_against_the_fake(fake: FakePlaid) -> None:
         "investments",
         "liabilities",
     ]
+    assert create.body["transactions"] == {"days_requested": 730}  # two years, not Plaid's 90
     assert creds["environment"] == "sandbox" and creds["access_token"] in fake.access_tokens
     assert len(fetch(fake, creds).sub_accounts) == 8
 

@@ -22,6 +22,10 @@ strictly, then each security and each holding on its own, so that one bad
 holding is reported (and left out by :mod:`.mapping`) without losing the rest.
 Plaid's schema declares ``institution_value`` and ``institution_price`` non-null,
 but institutions do send null: a holding is validated with those two relaxed.
+A page of ``/transactions/sync`` is validated strictly (a transaction the SDK
+refuses fails the fetch: the cursor is then not advanced, so nothing is lost); a
+page of ``/investments/transactions/get`` likewise, but for its securities, each
+validated on its own (one that cannot be read only loses its symbol).
 
 Errors
 ------
@@ -32,7 +36,10 @@ HTTP 429 / RATE_LIMIT_EXCEEDED -> :class:`RateLimited`; API_ERROR,
 INSTITUTION_ERROR, PLANNED_MAINTENANCE, PRODUCT_NOT_READY (and the like) ->
 :class:`TransientError`, both with the ``Retry-After`` header when sent;
 PRODUCTS_NOT_SUPPORTED, NO_INVESTMENT_ACCOUNTS, NO_LIABILITY_ACCOUNTS (and the
-like) -> :class:`ProductUnavailable` (the provider skips that product). An
+like) -> :class:`ProductUnavailable` (the provider skips that product).
+TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION -> :class:`SyncMutation` and
+PRODUCT_NOT_READY -> :class:`ProductNotReady`, both transient: the provider
+restarts the sync's pagination, or leaves investment transactions for later. An
 answer without Plaid's error object (a proxy's page) is mapped by its HTTP status
 (:func:`~finbot_pipelines.providers.http.error_for_status`). A refused connection
 and other network failures are transient, no answer within the timeout is a
@@ -56,9 +63,19 @@ from plaid.model.accounts_get_response import AccountsGetResponse
 from plaid.model.holding import Holding
 from plaid.model.investments_holdings_get_request import InvestmentsHoldingsGetRequest
 from plaid.model.investments_holdings_get_response import InvestmentsHoldingsGetResponse
+from plaid.model.investments_transactions_get_request import InvestmentsTransactionsGetRequest
+from plaid.model.investments_transactions_get_request_options import (
+    InvestmentsTransactionsGetRequestOptions,
+)
+from plaid.model.investments_transactions_get_response import (
+    InvestmentsTransactionsGetResponse,
+)
 from plaid.model.liabilities_get_request import LiabilitiesGetRequest
 from plaid.model.liabilities_get_response import LiabilitiesGetResponse
 from plaid.model.security import Security
+from plaid.model.transactions_sync_request import TransactionsSyncRequest
+from plaid.model.transactions_sync_request_options import TransactionsSyncRequestOptions
+from plaid.model.transactions_sync_response import TransactionsSyncResponse
 from plaid.model_utils import validate_and_convert_types
 
 from finbot_pipelines.providers.base import format_path
@@ -87,6 +104,11 @@ from finbot_pipelines.providers.plaid.mapping import (
     RawHolding,
 )
 from finbot_pipelines.providers.plaid.options import DEFAULT_TIMEOUT_S, RELINK_HINT
+from finbot_pipelines.providers.plaid.transactions import (
+    INVESTMENT_TRANSACTIONS,
+    SYNC,
+    InvestmentTransactionsPage,
+)
 
 LINK_TOKEN_CREATE = "/link/token/create"
 PUBLIC_TOKEN_EXCHANGE = "/item/public_token/exchange"
@@ -140,6 +162,9 @@ TRANSIENT_CODES = frozenset(
 )
 TRANSIENT_TYPES = frozenset({"API_ERROR", "INSTITUTION_ERROR"})
 RATE_LIMIT = "RATE_LIMIT_EXCEEDED"
+#: the Item's transactions changed while /transactions/sync was being paginated
+SYNC_MUTATION = "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION"
+PRODUCT_NOT_READY = "PRODUCT_NOT_READY"
 
 #: Plaid's schema says non-null, institutions send null: validated relaxed, kept None
 NULLABLE_HOLDING_FIELDS = ("institution_value", "institution_price")
@@ -147,6 +172,20 @@ NULLABLE_HOLDING_FIELDS = ("institution_value", "institution_price")
 _MISSING_ARGS_RE = re.compile(
     r"(\w+)\._from_openapi_data\(\) missing \d+ required positional arguments?: (.+)$"
 )
+#: where the SDK says a value is (``... at ['added'][0]['amount']``), and what it wanted
+_SDK_PATH_RE = re.compile(r" at ((?:\[(?:'[^']*'|\d+)\])+)\s*$")
+_SDK_PATH_PART_RE = re.compile(r"\[(?:'([^']*)'|(\d+))\]")
+_SDK_TYPE_RE = re.compile(r"Invalid type for variable '\w+'\. Required value type is (\w+)")
+_SDK_TYPE_NAMES = {
+    "float": "a number",
+    "int": "a whole number",
+    "str": "a string",
+    "bool": "true or false",
+    "list": "a list",
+    "dict": "an object",
+    "date": "a date",
+    "datetime": "a date-time",
+}
 _SDK_DATE_HINT = (
     "If you need your parameter to have a fallback string value, please set its type as "
     "`type: {}` in your spec. That allows the value to be any type. "
@@ -159,6 +198,15 @@ class ProductUnavailable(ProviderError):
     def __init__(self, msg: str, error_code: str) -> None:
         super().__init__(msg)
         self.error_code = error_code
+
+
+class SyncMutation(TransientError):
+    """TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION: restart the pagination from its first
+    cursor (Plaid: "rather than retrying only the single request that failed")."""
+
+
+class ProductNotReady(TransientError):
+    """PRODUCT_NOT_READY: the product's data is not ready yet (ask again later)."""
 
 
 class _Refused(Exception):
@@ -217,6 +265,10 @@ def map_api_exception(endpoint: str, exc: plaid.ApiException, mask: Masker) -> P
         return AuthenticationFailure(f"{detail}; {hint}")
     if error_code in PRODUCT_UNAVAILABLE_CODES:
         return ProductUnavailable(detail, error_code)
+    if error_code == SYNC_MUTATION:
+        return SyncMutation(detail, retry_after=retry_after)
+    if error_code == PRODUCT_NOT_READY:
+        return ProductNotReady(detail, retry_after=retry_after)
     if status >= 500 or error_type in TRANSIENT_TYPES or error_code in TRANSIENT_CODES:
         return TransientError(detail, retry_after=retry_after)
     if status in (401, 403):
@@ -325,6 +377,14 @@ def _missing_field(
     return None
 
 
+def _sdk_path(text: str) -> list[str | int]:
+    """The path an SDK message ends with (``at ['added'][0]['amount']``), else []."""
+    m = _SDK_PATH_RE.search(text)
+    if m is None:
+        return []
+    return [key if num == "" else int(num) for key, num in _SDK_PATH_PART_RE.findall(m.group(1))]
+
+
 def _where(path: Sequence[object]) -> str:
     return format_path("", [p if isinstance(p, int) else str(p) for p in path]) or "the answer"
 
@@ -362,9 +422,16 @@ def validate(
                 places.append(_where(found) if found else f"{model_name}.{name}")
             message = f"{', '.join(places)}: required field missing"
         elif isinstance(exc, plaid.OpenApiException):  # ApiValueError (a bad date...)
-            where = list(getattr(exc, "path_to_item", None) or prefix)
-            text = text.split(" at [")[0].removeprefix(_SDK_DATE_HINT)
-            message = f"{_where(where)}: {shorten(mask(text))}"
+            where = list(getattr(exc, "path_to_item", None) or _sdk_path(text) or prefix)
+            wanted = _SDK_TYPE_RE.search(text)  # a wrong type inside a composed schema
+            if wanted is not None:
+                got = _at(data, where[len(prefix) :])
+                got_text = "" if got is _MISSING else f", got {_json_kind(got, mask)}"
+                expected = _SDK_TYPE_NAMES.get(wanted.group(1), "another value")
+                message = f"{_where(where)}: expected {expected}{got_text}"
+            else:
+                text = text.split(" at [")[0].removeprefix(_SDK_DATE_HINT)
+                message = f"{_where(where)}: {shorten(mask(text))}"
         else:
             message = f"{_where(prefix)}: {type(exc).__name__}: {shorten(mask(text))}"
     raise _Refused(mask(message))
@@ -483,27 +550,47 @@ class PlaidClient:
             self.api.investments_holdings_get,
             InvestmentsHoldingsGetRequest(access_token=access_token),
         )
-        for key in ("holdings", "securities"):
-            if key not in data:
-                raise ProviderPayloadError(
-                    f"Plaid {HOLDINGS}: malformed answer: {key}: required field missing"
-                )
-            if not isinstance(data[key], list):
-                raise ProviderPayloadError(
-                    f"Plaid {HOLDINGS}: malformed answer: {key}: expected a list, got "
-                    f"{_json_kind(data[key], self.mask)}"
-                )
+        self._lists(HOLDINGS, data, ("holdings", "securities"))
         frame = self._validated(
             HOLDINGS, {**data, "holdings": [], "securities": []}, InvestmentsHoldingsGetResponse
         )
         configuration = self.api.api_client.configuration
+        securities, bad_securities = self._securities(HOLDINGS, data["securities"])
+        holdings: list[RawHolding] = []
+        for i, h in enumerate(data["holdings"]):
+            holdings.append(self._holding(i, h, configuration))
+        return InvestmentsAnswer(
+            accounts=frame["accounts"],
+            holdings=holdings,
+            securities=securities,
+            bad_securities=bad_securities,
+        )
+
+    def _lists(self, endpoint: str, data: Mapping[str, Any], keys: Sequence[str]) -> None:
+        for key in keys:
+            if key not in data:
+                raise ProviderPayloadError(
+                    f"Plaid {endpoint}: malformed answer: {key}: required field missing"
+                )
+            if not isinstance(data[key], list):
+                raise ProviderPayloadError(
+                    f"Plaid {endpoint}: malformed answer: {key}: expected a list, got "
+                    f"{_json_kind(data[key], self.mask)}"
+                )
+
+    def _securities(
+        self, endpoint: str, raw: Sequence[object]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """The securities of an answer, each validated on its own: security_id -> the
+        security, and security_id -> why it could not be read."""
+        configuration = self.api.api_client.configuration
         securities: dict[str, dict[str, Any]] = {}
-        bad_securities: dict[str, str] = {}
-        for i, sec in enumerate(data["securities"]):
+        bad: dict[str, str] = {}
+        for i, sec in enumerate(raw):
             sid = sec.get("security_id") if isinstance(sec, dict) else None
             if not isinstance(sid, str) or not sid:
                 raise ProviderPayloadError(
-                    f"Plaid {HOLDINGS}: malformed answer: securities[{i}].security_id: expected "
+                    f"Plaid {endpoint}: malformed answer: securities[{i}].security_id: expected "
                     f"a string, got {_json_kind(sid, self.mask)}"
                 )
             try:
@@ -518,15 +605,46 @@ class PlaidClient:
                     ),
                 )
             except _Refused as exc:
-                bad_securities.setdefault(sid, str(exc))
-        holdings: list[RawHolding] = []
-        for i, h in enumerate(data["holdings"]):
-            holdings.append(self._holding(i, h, configuration))
-        return InvestmentsAnswer(
+                bad.setdefault(sid, str(exc))
+        return securities, bad
+
+    def transactions_sync(
+        self, access_token: str, cursor: str | None, count: int
+    ) -> dict[str, Any]:
+        """One page of ``/transactions/sync`` from ``cursor`` (None: Plaid's empty cursor,
+        from the beginning), validated strictly (raises ProductUnavailable, SyncMutation)."""
+        request = TransactionsSyncRequest(
+            access_token=access_token,
+            cursor=cursor or "",
+            count=count,
+            options=TransactionsSyncRequestOptions(include_personal_finance_category=True),
+        )
+        data = self.post(SYNC, self.api.transactions_sync, request)
+        return self._validated(SYNC, data, TransactionsSyncResponse)
+
+    def investments_transactions(
+        self, access_token: str, start: date, end: date, *, offset: int, count: int
+    ) -> InvestmentTransactionsPage:
+        """One page of ``/investments/transactions/get`` (``start``..``end`` inclusive, from
+        ``offset``): the frame and every transaction strictly, each security on its own
+        (raises ProductUnavailable, ProductNotReady)."""
+        request = InvestmentsTransactionsGetRequest(
+            access_token=access_token,
+            start_date=start,
+            end_date=end,
+            options=InvestmentsTransactionsGetRequestOptions(count=count, offset=offset),
+        )
+        data = self.post(INVESTMENT_TRANSACTIONS, self.api.investments_transactions_get, request)
+        self._lists(INVESTMENT_TRANSACTIONS, data, ("investment_transactions", "securities"))
+        frame = self._validated(
+            INVESTMENT_TRANSACTIONS, {**data, "securities": []}, InvestmentsTransactionsGetResponse
+        )
+        securities, _ = self._securities(INVESTMENT_TRANSACTIONS, data["securities"])
+        return InvestmentTransactionsPage(
             accounts=frame["accounts"],
-            holdings=holdings,
+            transactions=frame["investment_transactions"],
+            total=int(frame["total_investment_transactions"]),
             securities=securities,
-            bad_securities=bad_securities,
         )
 
     def _holding(self, i: int, h: object, configuration: plaid.Configuration) -> RawHolding:

@@ -51,6 +51,7 @@ from plaid.model.item_public_token_exchange_response import ItemPublicTokenExcha
 from plaid.model.link_token_create_request import LinkTokenCreateRequest
 from plaid.model.link_token_create_request_user import LinkTokenCreateRequestUser
 from plaid.model.link_token_create_response import LinkTokenCreateResponse
+from plaid.model.link_token_transactions import LinkTokenTransactions
 from plaid.model.products import Products
 from plaid.model.sandbox_public_token_create_request import SandboxPublicTokenCreateRequest
 from plaid.model.sandbox_public_token_create_response import SandboxPublicTokenCreateResponse
@@ -76,6 +77,9 @@ DEFAULT_OPTIONAL_PRODUCTS: tuple[str, ...] = ("investments", "liabilities")
 DEFAULT_COUNTRY_CODES: tuple[str, ...] = ("US", "CA", "GB", "IE", "FR", "ES", "NL", "DE")
 DEFAULT_SANDBOX_PRODUCTS: tuple[str, ...] = ("transactions", "investments", "liabilities")
 DEFAULT_PAGE_TIMEOUT_S = 600.0
+#: days of transaction history Plaid fetches for a new Item (its default is 90, at most
+#: 730): the first /transactions/sync then reports two years, for returns over 2y
+TRANSACTIONS_DAYS_REQUESTED = 730
 
 
 class PlaidLinkError(ProviderError):
@@ -107,6 +111,7 @@ def create_link_token(
         user=LinkTokenCreateRequestUser(client_user_id=user_id),
         products=[Products(p) for p in products],
         optional_products=[Products(p) for p in optional_products],
+        transactions=LinkTokenTransactions(days_requested=TRANSACTIONS_DAYS_REQUESTED),
     )
     answer = client.call(
         LINK_TOKEN_CREATE, client.api.link_token_create, request, LinkTokenCreateResponse

@@ -21,9 +21,12 @@ Options (all optional)
 ``timeout_s``
     network timeout of each call, seconds (default 30, at most 300).
 ``products``
-    the optional products read besides balances: ``investments`` and/or
-    ``liabilities`` (default both). Plaid may add (and bill) a product the first
-    time it is called on an Item: leave out the ones you do not want.
+    the optional products read besides balances: ``investments`` (holdings, and
+    investment transactions once a day), ``liabilities`` and ``transactions``
+    (bank and card transactions through ``/transactions/sync``); default all
+    three. A product Plaid says is not available for the Item is skipped, never a
+    failure. Plaid may add (and bill) a product the first time it is called on an
+    Item: leave out the ones you do not want.
 """
 
 from __future__ import annotations
@@ -51,8 +54,8 @@ PLAID_HOSTS: dict[str, str] = {
 ENVIRONMENTS = tuple(PLAID_HOSTS)
 DEFAULT_TIMEOUT_S = 30.0
 MAX_TIMEOUT_S = 300.0
-Product = Literal["investments", "liabilities"]
-OPTIONAL_PRODUCTS: tuple[Product, ...] = ("investments", "liabilities")
+Product = Literal["investments", "liabilities", "transactions"]
+OPTIONAL_PRODUCTS: tuple[Product, ...] = ("investments", "liabilities", "transactions")
 RELINK_HINT = "re-link this account (finbot accounts link plaid)"
 
 Environment = Literal["sandbox", "development", "production"]
@@ -90,9 +93,11 @@ class PlaidOptions(ProviderOptions):
     products: Products = Field(
         default_factory=lambda: list(OPTIONAL_PRODUCTS),
         description=(
-            "optional products to read besides balances: investments (holdings) and/or "
-            "liabilities (cards, student loans, mortgages); Plaid may bill a product the "
-            "first time it is called"
+            "optional products to read besides balances: investments (holdings, and "
+            "investment transactions once a day), liabilities (cards, student loans, "
+            "mortgages) and transactions (bank and card transactions); one Plaid does not "
+            "offer for the Item is skipped; Plaid may bill a product the first time it is "
+            "called"
         ),
     )
 
@@ -122,8 +127,9 @@ def resolve_api_url(environment: str, api_url: str | None = None) -> str:
 SPEC = ProviderSpec(
     id=PROVIDER_ID,
     description=(
-        "Banks, cards, loans and brokerages through Plaid: balances, investment holdings "
-        "and liabilities of one Plaid Item (link it with `finbot accounts link plaid`)."
+        "Banks, cards, loans and brokerages through Plaid: balances, investment holdings, "
+        "liabilities and transactions of one Plaid Item (link it with "
+        "`finbot accounts link plaid`)."
     ),
     options=PlaidOptions,
     credentials=PlaidCredentials,
