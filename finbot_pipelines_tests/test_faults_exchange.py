@@ -151,7 +151,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for name in (HEALTHY, *FAULTS):
             fake = fakes[name] = bn.BinanceFake(fake_state()).start()
             fake.state.on_request = switches[name] = switch_for(name, fake)
-            options = {"api_url": fake.url, "enable_rate_limit": False, "quote_ccy": "EUR"}
+            # balances only: the faults are those of the balance conversation (a failing
+            # history never fails a fetch: test_provider_crypto tests it at the provider)
+            options = {
+                "api_url": fake.url,
+                "enable_rate_limit": False,
+                "quote_ccy": "EUR",
+                "transactions": False,
+            }
             config += linked_account(name, PROFILE, "binance", options, True)
         secrets = {name: CREDENTIALS for name in fakes}
         home = tmp_path_factory.mktemp("faults-exchange") / "home"

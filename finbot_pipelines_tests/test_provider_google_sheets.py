@@ -1245,3 +1245,191 @@ fetch: {{timeout_s: 20, max_attempts: 2, backoff_s: 0, max_workers: 2}}
         ("BTC", D(15000)),
         ("USDC", D(2500)),
     ]
+
+
+# --------------------------------------------------------------------------- TRANSACTIONS
+
+
+def _txn_ctx(state_dir: Path | None, cursor: str | None = None) -> FetchContext:
+    return FetchContext(
+        linked_account_id="sheet-main", hour=HOUR, state_dir=state_dir, transactions_cursor=cursor
+    )
+
+
+def _fetch_txns(sheets: SheetsFixture, ctx: FetchContext) -> Snapshot:
+    return fetch_snapshot(
+        SPEC, GoogleSheetsProvider(), ctx, sheets.options(KEY), sheets.credentials()
+    )
+
+
+def _with_txns(rows: list[list[CellValue]], anchor: str = "A8") -> Grid_:
+    """The base layout plus a TRANSACTIONS table at ``anchor`` (header then ``rows``)."""
+    blocks = _base()
+    return place(*blocks.values(), (anchor, [["TRANSACTIONS"], *rows]))
+
+
+TXN_HEADER: list[CellValue] = ["account", "date", "amount", "description", "kind", "id"]
+
+
+def test_template_transactions(sheets: SheetsFixture, tmp_path: Path) -> None:
+    _share(sheets, grid_from_csv(TEMPLATE.read_text()))
+    snap = _fetch_txns(sheets, _txn_ctx(tmp_path))
+    got = [
+        (t.sub_account_id, t.posted, t.amount, t.currency, t.kind, t.description, t.category)
+        for t in snap.transactions
+    ]
+    day = datetime(2026, 2, 3).date()
+    assert got == [
+        ("current", datetime(2026, 1, 30).date(), D("3200"), "GBP", "deposit", "Salary", "salary"),
+        ("current", datetime(2026, 2, 1).date(), D("-1250"), "GBP", "withdrawal", "Rent",
+         "housing"),
+        ("current", day, D("-500"), "GBP", "transfer", "To the ISA", None),
+        ("isa", day, D("500"), "GBP", "transfer", "From the current account", None),
+        ("isa", datetime(2026, 2, 10).date(), D("12.4"), "GBP", "dividend", "VWRL dividend", None),
+        ("isa", datetime(2026, 2, 10).date(), D("-1.5"), "GBP", "fee", "Platform fee", None),
+    ]  # fmt: skip
+    ids = [t.id for t in snap.transactions]
+    assert ids[0] == "pay-2026-01" and all(i.startswith("row:") for i in ids[1:])
+    assert len(set(ids)) == 6
+    assert snap.removed_transaction_ids == () and snap.transactions_cursor
+
+
+def test_content_keys_are_stable_and_count_identical_rows(sheets: SheetsFixture) -> None:
+    rows: list[list[CellValue]] = [
+        TXN_HEADER,
+        ["cur", "2026-03-01", "-3.20", "Coffee", "", ""],
+        ["cur", "2026-03-01", -3.2, "Coffee", "", ""],  # the same, typed as a number: twice
+        ["cur", "2026-03-02", "-3.20", "Coffee", "", ""],
+    ]
+    _share(sheets, _with_txns(rows), "Holdings")
+    first = _fetch(sheets)
+    assert [t.amount for t in first.transactions] == [D("-3.20"), D("-3.2"), D("-3.20")]
+    assert [t.kind for t in first.transactions] == ["withdrawal"] * 3  # by the sign
+    assert len({t.id for t in first.transactions}) == 3
+    # the rows in another order (and 3.20 written 3.2): the same ids
+    reordered = [rows[0], rows[3], ["cur", "2026-03-01", "-3.2", "Coffee", "", ""], rows[2]]
+    _share(sheets, _with_txns(reordered, "A9"), "Holdings")
+    again = _fetch(sheets)
+    assert {t.id for t in again.transactions} == {t.id for t in first.transactions}
+
+
+def test_rows_deleted_from_the_sheet_are_removed(sheets: SheetsFixture, tmp_path: Path) -> None:
+    rows: list[list[CellValue]] = [
+        TXN_HEADER,
+        ["cur", "2026-03-01", 2500, "Salary", "deposit", "sal-03"],
+        ["cur", "2026-03-02", -40, "Groceries", "", ""],
+        ["isa", "2026-03-03", -2, "Fee", "fee", ""],
+    ]
+    _share(sheets, _with_txns(rows), "Holdings")
+    first = _fetch_txns(sheets, _txn_ctx(tmp_path))
+    by_desc = {t.description: t.id for t in first.transactions}
+    # the groceries row is deleted (and a new row added)
+    rows2 = [rows[0], rows[1], rows[3], ["cur", "2026-03-04", -9, "Cinema", "", ""]]
+    _share(sheets, _with_txns(rows2), "Holdings")
+    second = _fetch_txns(sheets, _txn_ctx(tmp_path, first.transactions_cursor))
+    assert second.removed_transaction_ids == (by_desc["Groceries"],)
+    assert {t.description for t in second.transactions} == {"Salary", "Fee", "Cinema"}
+    # that fetch never landed: the next one is handed the first cursor again and removes
+    # the same row (never taken for landed)
+    third = _fetch_txns(sheets, _txn_ctx(tmp_path, first.transactions_cursor))
+    assert third.removed_transaction_ids == (by_desc["Groceries"],)
+    # after the second one landed: nothing more to remove
+    fourth = _fetch_txns(sheets, _txn_ctx(tmp_path, second.transactions_cursor))
+    assert fourth.removed_transaction_ids == ()
+    # the table deleted: every transaction it held is removed
+    _share(sheets, place(*_base().values()), "Holdings")
+    gone = _fetch_txns(sheets, _txn_ctx(tmp_path, second.transactions_cursor))
+    assert gone.transactions == ()
+    assert set(gone.removed_transaction_ids) == {t.id for t in second.transactions}
+    # the state file is private
+    assert ((tmp_path / "google_sheets_transactions.json").stat().st_mode & 0o777) == 0o600
+    # without a state folder nothing can be known: nothing removed, no cursor
+    blind = _fetch_txns(sheets, _txn_ctx(None, first.transactions_cursor))
+    assert blind.removed_transaction_ids == () and blind.transactions_cursor is None
+
+
+def test_transaction_columns_kinds_currency_and_units(sheets: SheetsFixture) -> None:
+    rows: list[list[CellValue]] = [
+        ["Account", "Date", "Amount", "CCY", "Memo", "Type", "Category", "Ticker", "Quantity"],
+        ["isa", "13/03/2026", "-950,50", "", "Buy VWRL", "Purchase", "trade", "VWRL", 10],
+        ["isa", "March 11, 2026", "12.40", "usd", "Dividend", "Dividends", "", "VWRL", ""],
+        ["cur", 46093, "1 000,00", "EUR", "From my sister", "contribution", "", "", ""],
+        ["cur", "2026-03-12T09:30:00Z", 0, "", "Card check", "", "", "", ""],
+    ]
+    _share(sheets, _with_txns(rows), "Holdings")
+    got = [
+        (t.sub_account_id, t.posted, t.amount, t.currency, t.kind, t.symbol, t.units, t.category)
+        for t in _fetch(sheets).transactions
+    ]
+    # 46093 is the serial day number of 12 March 2026 (45292 is 1 January 2024, 2024 has
+    # 366 days and 2025 365: 1 January 2026 is 46023, and 12 March its 71st day)
+    assert got == [
+        ("isa", datetime(2026, 3, 13).date(), D("-950.50"), "GBP", "buy", "VWRL", D("10"),
+         "trade"),
+        ("isa", datetime(2026, 3, 11).date(), D("12.40"), "USD", "dividend", "VWRL", None, None),
+        ("cur", datetime(2026, 3, 12).date(), D("1000.00"), "EUR", "deposit", None, None, None),
+        ("cur", datetime(2026, 3, 12).date(), D("0"), "GBP", "other", None, None, None),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-31", (2026, 1, 31)),
+        ("2026-1-5", (2026, 1, 5)),
+        ("2026-01-31 14:05:00", (2026, 1, 31)),
+        ("2026/01/31", (2026, 1, 31)),
+        ("31.01.2026", (2026, 1, 31)),
+        ("31/01/2026", (2026, 1, 31)),
+        ("01/31/2026", (2026, 1, 31)),
+        ("05/05/2026", (2026, 5, 5)),
+        ("31-01-2026", (2026, 1, 31)),
+        ("31 Jan 2026", (2026, 1, 31)),
+        ("January 31, 2026", (2026, 1, 31)),
+    ],
+)
+def test_dates_parsed_when_unambiguous(text: str, expected: tuple[int, int, int]) -> None:
+    assert layout.parse_date_text(text) == datetime(*expected).date()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("03/04/2026", "ambiguous"), ("2026-02-30", "not a date"), ("31/13/2026", "not a date"),
+     ("yesterday", "not a date"), ("2026", "not a date")],
+)  # fmt: skip
+def test_dates_refused(text: str, reason: str) -> None:
+    with pytest.raises(layout.DateTextError, match=reason):
+        layout.parse_date_text(text)
+
+
+TXN_ERRORS: list[tuple[list[CellValue], str]] = [
+    (["bank", "2026-03-01", 1, "", "", ""],
+     "worksheet 'Holdings', cell A11: unknown account 'bank' (ACCOUNTS has: cur, isa)"),
+    (["cur", "03/04/2026", 1, "", "", ""],
+     "worksheet 'Holdings', cell B11: date '03/04/2026' is ambiguous"),
+    (["cur", "soon", 1, "", "", ""], "worksheet 'Holdings', cell B11: date 'soon' is not a date"),
+    (["cur", "", 1, "", "", ""], "worksheet 'Holdings', cell B11: date is empty"),
+    (["cur", "2026-03-01", "", "", "", ""], "worksheet 'Holdings', cell C11: amount is empty"),
+    (["cur", "2026-03-01", "1,500", "", "", ""],
+     "worksheet 'Holdings', cell C11: amount '1,500' is ambiguous"),
+    (["cur", "2026-03-01", 1, "", "dividnd", ""],
+     "worksheet 'Holdings', cell E11: kind 'dividnd' is not one of deposit, withdrawal"),
+    (["cur", "2026-03-01", 1, "", "", "t-1"],
+     "worksheet 'Holdings', cell F11: duplicate transaction id 't-1' (also on row 10)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("row", "message"), TXN_ERRORS)
+def test_transaction_errors_name_worksheet_and_cell(row: list[CellValue], message: str) -> None:
+    rows = [TXN_HEADER, ["cur", "2026-03-01", 5, "", "", "t-1"], row]
+    grid = Grid("Holdings", _with_txns(rows))
+    with pytest.raises(ProviderPayloadError) as err:
+        parse_grid(grid)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_a_misspelt_kind_is_named(sheets: SheetsFixture) -> None:
+    rows = [TXN_HEADER, ["cur", "2026-03-01", 1, "", "dividnd", ""]]
+    _share(sheets, _with_txns(rows), "Holdings")
+    with pytest.raises(ProviderPayloadError, match="did you mean 'dividend'"):
+        _fetch(sheets)

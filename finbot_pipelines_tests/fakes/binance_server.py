@@ -5,6 +5,12 @@ Endpoints (what ccxt 4.5.90 calls for a spot balance reader):
 signed: ``X-MBX-APIKEY`` header, ``timestamp``/``recvWindow`` in the query and
 ``signature`` = hex HMAC-SHA256(secret, query before it)), and
 ``GET /api/v3/ticker/24hr[?symbol=X|?symbols=["X","Y"]]`` (fetch_tickers).
+History (signed like the account): ``GET /sapi/v1/capital/deposit/hisrec`` and
+``GET /sapi/v1/capital/withdraw/history`` (``startTime``/``endTime`` less than 90 days
+apart, else 400 ``-1127``; ``offset``, ``limit`` at most 1000; newest first) and
+``GET /api/v3/myTrades`` (``symbol`` required; ``fromId``: trades from that id,
+``startTime``: from that time, neither: the most recent; ascending; ``limit`` default
+500, at most 1000; ``startTime`` and ``endTime`` at most 24 hours apart).
 Errors are Binance's: HTTP 401 ``{"code":-2015,...}`` for an unknown key, 400
 ``{"code":-1022,...}`` for a bad signature, 400 ``-1121`` for an unknown symbol.
 
@@ -26,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -47,7 +54,12 @@ SYMBOLS: dict[str, tuple[str, str]] = {
     "BTCEUR": ("BTC", "EUR"),
     "USDCUSDT": ("USDC", "USDT"),
     "LDOUSDT": ("LDO", "USDT"),  # Lido DAO: a token whose code starts with LD
+    "BNBBTC": ("BNB", "BTC"),
+    "IOTAUSDT": ("IOTA", "USDT"),
 }
+#: the most a history page holds (Binance's ``limit`` maximum)
+HISTORY_LIMIT = 1000
+NINETY_DAYS_MS = 90 * 86_400_000
 
 API_KEY = "binance-test-api-key-0001"
 API_SECRET = "binance-fake-secret-0123456789abcdef0123456789abcdef"
@@ -79,6 +91,13 @@ class BinanceState:
     #: called with the path of every request as it arrives, before it is answered
     #: (fault tests switch the fake to a failure mode from here; it may block)
     on_request: Callable[[str], None] | None = None
+    #: history: the deposit and withdrawal records, and each symbol's trades, as Binance
+    #: sends them (amounts as strings)
+    deposits: list[dict[str, Any]] = field(default_factory=list)
+    withdrawals: list[dict[str, Any]] = field(default_factory=list)
+    trades: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: (path, query parameters) of every history request, in order
+    history_queries: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     #: when set, the signed endpoint answers an error echoing the request: its headers
     #: (X-MBX-APIKEY), its signed query, the secret key (a careless server)
     echo: bool = False
@@ -137,6 +156,12 @@ class _Handler(BaseHTTPRequestHandler):
             record = echo_record("GET", self.path, headers, url.query, extra=[st.secret])
             message = echo_message("GET", self.path, headers, url.query)
             self._send(400, {"code": -1022, "msg": message, "echo": record})
+        elif url.path in HISTORY_PATHS:
+            error = self._auth_error(url.query)
+            if error is not None:
+                self._send(*error)
+                return
+            self._history(url.path, {k: v[0] for k, v in parse_qs(url.query).items()})
         elif url.path == "/api/v3/account":
             error = self._auth_error(url.query)
             if error is not None:
@@ -147,6 +172,61 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, copy.deepcopy(body))
         else:
             self._send(404, {"code": -1000, "msg": "Unknown endpoint."})
+
+    def _history(self, path: str, q: dict[str, str]) -> None:
+        st = self.server.state
+        with st.lock:
+            st.history_queries.append((path, dict(q)))
+            try:
+                limit = int(q.get("limit", "500" if path == MY_TRADES else "1000"))
+                start = int(q["startTime"]) if "startTime" in q else None
+                end = int(q["endTime"]) if "endTime" in q else None
+            except ValueError:
+                self._send(400, {"code": -1100, "msg": "Illegal characters found in parameter."})
+                return
+            if limit < 1 or limit > HISTORY_LIMIT:
+                self._send(400, {"code": -1130, "msg": "Invalid data sent for a parameter."})
+                return
+            if path == MY_TRADES:
+                self._my_trades(q, limit, start, end)
+                return
+            if start is not None and end is not None and end - start >= NINETY_DAYS_MS:
+                msg = "More than 90 days between startTime and endTime."
+                self._send(400, {"code": -1127, "msg": msg})
+                return
+            rows = st.deposits if path == DEPOSITS else st.withdrawals
+            key = (lambda r: int(r["insertTime"])) if path == DEPOSITS else _apply_ms
+            chosen = [
+                copy.deepcopy(r)
+                for r in rows
+                if (start is None or key(r) >= start) and (end is None or key(r) <= end)
+            ]
+        chosen.sort(key=key, reverse=True)
+        offset = int(q.get("offset", "0"))
+        self._send(200, chosen[offset : offset + limit])
+
+    def _my_trades(self, q: dict[str, str], limit: int, start: int | None, end: int | None) -> None:
+        st = self.server.state
+        symbol = q.get("symbol")
+        if not symbol:
+            self._send(400, {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent."})
+            return
+        if symbol not in SYMBOLS:
+            self._send(400, {"code": -1121, "msg": "Invalid symbol."})
+            return
+        if start is not None and end is not None and end - start > 86_400_000:
+            msg = "More than 24 hours between startTime and endTime."
+            self._send(400, {"code": -1127, "msg": msg})
+            return
+        trades = sorted(st.trades.get(symbol, []), key=lambda t: int(t["id"]))
+        if "fromId" in q:
+            chosen = [t for t in trades if int(t["id"]) >= int(q["fromId"])][:limit]
+        elif start is not None or end is not None:
+            lo, hi = start or 0, end if end is not None else 2**63
+            chosen = [t for t in trades if lo <= int(t["time"]) <= hi][:limit]
+        else:
+            chosen = trades[-limit:]
+        self._send(200, copy.deepcopy(chosen))
 
     def _exchange_info(self) -> dict[str, Any]:
         st = self.server.state
@@ -250,6 +330,17 @@ class _Handler(BaseHTTPRequestHandler):
                 "msg": "Timestamp for this request is outside of the recvWindow.",
             }
         return None
+
+
+DEPOSITS = "/sapi/v1/capital/deposit/hisrec"
+WITHDRAWALS = "/sapi/v1/capital/withdraw/history"
+MY_TRADES = "/api/v3/myTrades"
+HISTORY_PATHS = (DEPOSITS, WITHDRAWALS, MY_TRADES)
+
+
+def _apply_ms(row: dict[str, Any]) -> int:
+    t = datetime.strptime(str(row["applyTime"]), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    return int(t.timestamp() * 1000)
 
 
 class _Server(ThreadingHTTPServer):

@@ -1,7 +1,9 @@
 """A fake Kraken REST API on 127.0.0.1, speaking Kraken's wire protocol.
 
 Endpoints: ``GET /0/public/Assets``, ``GET /0/public/AssetPairs``,
-``GET /0/public/Ticker[?pair=A,B]`` and ``POST /0/private/BalanceEx``, signed as
+``GET /0/public/Ticker[?pair=A,B]``, ``POST /0/private/BalanceEx`` and
+``POST /0/private/Ledgers`` ("Get Ledgers Info": the entries after ``start``, Unix
+seconds, exclusive, newest first, 50 a page from offset ``ofs``, with ``count``), signed as
 Kraken signs: ``API-Key`` header and ``API-Sign`` = base64(HMAC-SHA512(
 base64decode(secret), path + SHA256(nonce + postdata))), with a strictly
 increasing nonce per key. Errors come back as Kraken sends them: HTTP 200 with
@@ -83,6 +85,9 @@ PAIRS: dict[str, tuple[str, str]] = {
     "ETH2.SETH": ("ETH2.S", "XETH"),
 }
 
+#: Ledger entries a Ledgers page holds ("50 results are returned at a time").
+LEDGER_PAGE = 50
+
 API_KEY = "kraken-test-api-key-0001"
 API_SECRET = base64.b64encode(b"kraken-fake-private-key-0123456789abcdef" * 2).decode()
 
@@ -135,6 +140,13 @@ class KrakenState:
     balances: dict[str, dict[str, Any]] = field(default_factory=dict)  # BalanceEx result
     tickers: dict[str, dict[str, Any]] = field(default_factory=dict)  # Ticker result, by pair
     balance_body: Any = None  # when set, BalanceEx answers this instead (malformed payloads)
+    #: the account's ledger: entry id -> entry (``refid``, ``time``, ``type``, ``subtype``,
+    #: ``aclass``, ``asset``, ``amount``, ``fee``, ``balance``), as Ledgers sends them
+    ledger: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the form of every Ledgers request (``start``, ``ofs``, ...), nonce and all
+    ledger_queries: list[dict[str, str]] = field(default_factory=list)
+    #: when set, Ledgers answers this error (e.g. ``EGeneral:Permission denied``)
+    ledger_error: str | None = None
     failures: list[Failure] = field(default_factory=list)
     last_nonce: int = 0
     delay_s: float = 0.0  # every answer waits this long (timeouts)
@@ -244,7 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self._injected(url.path):
             return
         st = self.server.state
-        if url.path != "/0/private/BalanceEx":
+        if url.path not in ("/0/private/BalanceEx", "/0/private/Ledgers"):
             self._send(404, {"error": ["EGeneral:Unknown method"]})
             return
         if st.echo:
@@ -257,6 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
         if error:
             self._send(200, {"error": [error]})
             return
+        if url.path == "/0/private/Ledgers":
+            self._ledgers({k: v[0] for k, v in parse_qs(body).items()})
+            return
         with st.lock:
             answer = (
                 st.balance_body
@@ -264,6 +279,25 @@ class _Handler(BaseHTTPRequestHandler):
                 else {"error": [], "result": copy.deepcopy(st.balances)}
             )
         self._send(200, answer)
+
+    def _ledgers(self, form: dict[str, str]) -> None:
+        st = self.server.state
+        with st.lock:
+            st.ledger_queries.append(form)
+            if st.ledger_error is not None:
+                self._send(200, {"error": [st.ledger_error]})
+                return
+            start = Decimal(form.get("start", "0"))
+            end = Decimal(form["end"]) if "end" in form else Decimal("1e12")
+            entries = [
+                (lid, copy.deepcopy(e))
+                for lid, e in st.ledger.items()
+                if start < Decimal(str(e["time"])) <= end
+            ]
+        entries.sort(key=lambda kv: Decimal(str(kv[1]["time"])), reverse=True)  # newest first
+        ofs = int(form.get("ofs", "0"))
+        page = dict(entries[ofs : ofs + LEDGER_PAGE])
+        self._send(200, {"error": [], "result": {"ledger": page, "count": len(entries)}})
 
     def _auth_error(self, path: str, body: str) -> str | None:
         st = self.server.state
@@ -345,6 +379,12 @@ class KrakenFake:
         assert asset_id in ASSETS, asset_id
         with self.state.lock:
             self.state.balances[asset_id] = {"balance": balance, "hold_trade": hold_trade}
+
+    def add_ledger_entry(self, ledger_id: str, **entry: Any) -> None:
+        """One more ledger entry (``time`` a number; amounts strings, as Kraken sends them)."""
+        base = {"refid": "", "subtype": "", "aclass": "currency", "fee": "0.0000000000"}
+        with self.state.lock:
+            self.state.ledger[ledger_id] = {**base, **entry}
 
     def add_ticker(self, pair_id: str, last: str) -> None:
         assert pair_id in PAIRS, pair_id

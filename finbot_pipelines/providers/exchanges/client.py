@@ -10,6 +10,8 @@ request headers, the API key among them, at DEBUG). Every call goes through
 Balances are read from the raw answer, exactly (:func:`kraken_balances`,
 :func:`binance_balances`): ccxt parses JSON numbers as floats. Other exchanges'
 balances come from ccxt's unified totals (floats, read as their shortest repr).
+History (:mod:`.history`) likewise: the unified methods are called (``fetch_ledger``,
+``fetch_deposits``, ``fetch_withdrawals``, ``fetch_my_trades``) and their raw answers read.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from finbot_pipelines.providers.contract import (
     TransientError,
     to_decimal,
 )
+from finbot_pipelines.providers.exchanges.history import BINANCE_PAGE
 from finbot_pipelines.providers.exchanges.options import ExchangeCredentials, ExchangeOptions
 from finbot_pipelines.providers.exchanges.valuation import Market, ticker_price
 from finbot_pipelines.providers.http import Masker, header, retry_after_seconds, upstream_detail
@@ -362,3 +365,63 @@ class ExchangeClient:
                 ticker_price(self.exchange_id, ticker) if isinstance(ticker, Mapping) else None
             )
         return out
+
+    # ----------------------------------------------------------------- history
+
+    def _raw(self, what: str, expected: str) -> Any:
+        return parse_body(self.exchange.last_http_response, self.exchange_id, what, expected)
+
+    def kraken_ledger_page(self, start_s: int, ofs: int) -> tuple[dict[str, Any], int | None]:
+        """One page of Kraken's ledger (``fetch_ledger``: ``POST /0/private/Ledgers``) of the
+        entries after ``start_s`` (Unix seconds, exclusive), from offset ``ofs`` (newest
+        first), read exactly from the raw answer; and Kraken's ``count`` of them."""
+        self.call(partial(self.exchange.fetch_ledger, None, start_s * 1000, None, {"ofs": ofs}))
+        body = self._raw("Ledgers", "'result' object")
+        result = body.get("result") if isinstance(body, Mapping) else None
+        ledger = result.get("ledger") if isinstance(result, Mapping) else None
+        if not isinstance(ledger, Mapping):
+            raise ProviderPayloadError(
+                "kraken: malformed history: the Ledgers answer has no 'result.ledger' object"
+            )
+        count = result.get("count") if isinstance(result, Mapping) else None
+        return dict(ledger), count if isinstance(count, int) and count >= 0 else None
+
+    def binance_history(self, stream: str, start_ms: int, end_ms: int, offset: int) -> list[Any]:
+        """One page of Binance's deposit (``fetch_deposits``) or withdrawal
+        (``fetch_withdrawals``) history between two times (ms, inclusive), raw."""
+        ex = self.exchange
+        fn = ex.fetch_deposits if stream == "deposits" else ex.fetch_withdrawals
+        params = {"startTime": start_ms, "endTime": end_ms, "offset": offset}
+        self.call(partial(fn, None, None, BINANCE_PAGE, params))
+        body = self._raw(f"{stream} history", "list")
+        if not isinstance(body, list):
+            raise ProviderPayloadError(
+                f"binance: malformed history: the {stream} answer is not a list"
+            )
+        return body
+
+    def binance_my_trades(
+        self, symbol: str, *, start_ms: int | None = None, from_id: int | None = None
+    ) -> list[Any]:
+        """One page of the account's trades of ``symbol`` (``fetch_my_trades``:
+        ``/api/v3/myTrades``) from trade id ``from_id``, else from ``start_ms``, raw."""
+        params: dict[str, Any] = {"fromId": from_id} if from_id is not None else {}
+        if from_id is None and start_ms is not None:
+            params["startTime"] = start_ms
+        self.call(partial(self.exchange.fetch_my_trades, symbol, None, BINANCE_PAGE, params))
+        body = self._raw(f"myTrades {symbol}", "list")
+        if not isinstance(body, list):
+            raise ProviderPayloadError(
+                f"binance: malformed history: the trades answer of {symbol} is not a list"
+            )
+        return body
+
+    def has_ledger(self) -> bool:
+        return bool(self.exchange.has.get("fetchLedger"))
+
+    def unified_ledger(self, since_ms: int) -> list[Any]:
+        """ccxt's unified ledger entries since ``since_ms`` (one request)."""
+        entries = self.call(partial(self.exchange.fetch_ledger, None, since_ms))
+        if not isinstance(entries, list):
+            raise ProviderPayloadError(f"{self.exchange_id}: malformed history: not a list")
+        return entries

@@ -14,6 +14,12 @@ the exchange lists (ETH -> USDT -> EUR through ETH/USDT and EUR/USDT). When the
 profile's currency cannot value the holdings on this exchange, the account is
 valued in the fiat currency that values most of them (USD, EUR, GBP, ... first);
 that currency is the sub-account's currency and finbot's FX converts it.
+
+Transactions (see :mod:`.history`)
+----------------------------------
+``transactions`` (default true) reports the account's deposits, withdrawals,
+trades and fees; ``history_days`` (default 90) bounds how far back the first
+fetch reads; later fetches resume from the stored transactions cursor.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ RETIRED_EXCHANGES: dict[str, str] = {
 DEFAULT_BRIDGES: tuple[str, ...] = ("USDT", "BTC", "EUR", "USD")
 DEFAULT_DUST_THRESHOLD = 1.0
 DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_HISTORY_DAYS = 90
+MAX_HISTORY_DAYS = 730
 
 
 def _check_exchange(v: str) -> str:
@@ -128,6 +136,20 @@ class ExchangeOptions(ProviderOptions):
             "their paths (proxies, test fakes)"
         ),
     )
+    transactions: bool = Field(
+        default=True,
+        description=(
+            "report deposits, withdrawals, trades and fees (the key needs the exchange's "
+            "history permission; without it the balances still land, with a warning)"
+        ),
+    )
+    history_days: Annotated[int, Field(ge=1, le=MAX_HISTORY_DAYS)] = Field(
+        default=DEFAULT_HISTORY_DAYS,
+        description=(
+            f"days of history the first fetch reads (1 to {MAX_HISTORY_DAYS}); later fetches "
+            "read what is new, with a day of overlap"
+        ),
+    )
     timeout_s: Seconds = Field(default=DEFAULT_TIMEOUT_S, description="seconds per HTTP request")
     enable_rate_limit: bool = Field(
         default=True, description="ccxt's client-side throttling (tests turn it off)"
@@ -161,7 +183,7 @@ KRAKEN = ProviderSpec(
     id="kraken",
     description=(
         "Kraken (through ccxt): total balances, staking and earn balances included, valued "
-        "from Kraken's tickers in the profile's currency"
+        "from Kraken's tickers in the profile's currency; the ledger as transactions"
     ),
     options=ExchangeOptions,
     credentials=ExchangeCredentials,
@@ -173,7 +195,8 @@ BINANCE = ProviderSpec(
     id="binance",
     description=(
         "Binance spot wallet (through ccxt): total balances (free + locked, Simple Earn "
-        "included) valued from Binance's tickers in the profile's currency"
+        "included) valued from Binance's tickers in the profile's currency; deposits, "
+        "withdrawals and trades as transactions"
     ),
     options=ExchangeOptions,
     credentials=ExchangeCredentials,
@@ -185,7 +208,8 @@ CCXT = ProviderSpec(
     id="ccxt",
     description=(
         "Any crypto exchange supported by ccxt (option exchange: <ccxt id>): total balances "
-        "valued from the exchange's own tickers in the profile's currency"
+        "valued from the exchange's own tickers in the profile's currency; its ledger as "
+        "transactions when ccxt has one"
     ),
     options=CcxtOptions,
     credentials=ExchangeCredentials,

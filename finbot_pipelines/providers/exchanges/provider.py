@@ -32,6 +32,17 @@ without any path to the valuation currency is an unpriced item (``value`` None,
 left out instead, with a ``skipped`` warning naming them, and the fetch fails
 (``unpriced``, naming them) when that leaves nothing: never a success worth 0.
 
+Transactions
+------------
+With ``transactions`` (default true) the fetch also reads the account's history,
+only what is new since the snapshot's transactions cursor (:class:`HistoryReader`;
+the rules are in :mod:`.history`): deposits, withdrawals, trade legs, fees and
+staking rewards of the one sub-account. A history request that fails (refused,
+rate limited, malformed, unreachable) never fails the fetch: the balances land,
+a ``skipped`` (refused: the key lacks the permission) or ``upstream`` warning says
+so, and the streams not read keep their place in the cursor (the next fetch asks
+again; nothing is lost, nothing doubles).
+
 Errors
 ------
 Refused keys -> ``authentication_failure``; rate limits -> ``rate_limited`` (with
@@ -45,21 +56,27 @@ credential values nor request URLs' query strings. Closed exchanges (``bittrex``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import ClassVar
 
 from finbot_pipelines.providers.base import FetchContext, Provider, ProviderSpec, priced_downstream
 from finbot_pipelines.providers.contract import (
+    AuthenticationFailure,
     FetchWarning,
     Item,
     OptionsError,
+    ProviderError,
     RetiredProvider,
     Snapshot,
     SubAccount,
+    Transaction,
     UnpricedError,
     to_decimal,
 )
+from finbot_pipelines.providers.exchanges import history as hist
 from finbot_pipelines.providers.exchanges.client import ExchangeClient
 from finbot_pipelines.providers.exchanges.options import (
     BINANCE,
@@ -72,6 +89,7 @@ from finbot_pipelines.providers.exchanges.options import (
 )
 from finbot_pipelines.providers.exchanges.valuation import (
     Holding,
+    Market,
     Valuation,
     amount_text,
     holdings,
@@ -106,6 +124,10 @@ class ExchangeProvider(Provider[ExchangeOptions, ExchangeCredentials]):
             raise OptionsError("options.exchange: required: a ccxt exchange id such as kraken")
         return options.exchange
 
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        #: the wall clock (aware UTC) the history windows end at; tests pass their own
+        self._clock = clock or (lambda: datetime.now(UTC))
+
     def fetch(
         self, ctx: FetchContext, options: ExchangeOptions, credentials: ExchangeCredentials
     ) -> Snapshot:
@@ -122,8 +144,22 @@ class ExchangeProvider(Provider[ExchangeOptions, ExchangeCredentials]):
             candidates = quote_candidates(options.quote_ccy, ctx.valuation_ccy, listed, bases)
             plan = plan_valuation(markets, bases, candidates, options.bridges, client.fetch_prices)
             name = client.name
+            history = (
+                HistoryReader(self.spec.id, exchange_id, client, options, ctx, self._clock()).read(
+                    held, markets, listed
+                )
+                if options.transactions
+                else History()
+            )
         valuation = value_holdings(held, plan, to_decimal(options.dust_threshold))
-        return self._snapshot(ctx, options, exchange_id, name, valuation)
+        snap = self._snapshot(ctx, options, exchange_id, name, valuation)
+        return Snapshot(
+            snap.sub_accounts,
+            (*snap.warnings, *history.warnings),
+            tuple(history.transactions),
+            tuple(history.removed),
+            history.cursor,
+        )
 
     def _snapshot(
         self,
@@ -172,6 +208,210 @@ class ExchangeProvider(Provider[ExchangeOptions, ExchangeCredentials]):
             items=tuple(items),
         )
         return Snapshot((sub_account,), tuple(warnings))
+
+
+# --------------------------------------------------------------------------- history
+
+#: What a refused history request most likely means, per exchange.
+HISTORY_PERMISSION: dict[str, str] = {
+    "kraken": "the API key needs the 'Query Ledger Entries' permission",
+    "binance": "the API key needs reading enabled ('Enable Reading')",
+}
+
+
+@dataclass
+class History:
+    """What a fetch read of the account's history (see :mod:`.history`)."""
+
+    transactions: list[Transaction] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    warnings: list[FetchWarning] = field(default_factory=list)
+    cursor: str | None = None
+
+
+class HistoryReader:
+    """Reads one account's history for one fetch: only what is new since the cursor.
+
+    A stream's position in the cursor moves only once the stream was read to its
+    end: when a request fails (refused, rate limited, malformed, unreachable) the
+    balances still land, with a warning, the streams not finished keep their
+    position and the next fetch reads them again; what was read is reported (the
+    ids are stable: read again, an entry replaces itself)."""
+
+    def __init__(
+        self,
+        provider_id: str,
+        exchange_id: str,
+        client: ExchangeClient,
+        options: ExchangeOptions,
+        ctx: FetchContext,
+        now: datetime,
+    ) -> None:
+        self.provider_id = provider_id
+        self.exchange_id = exchange_id
+        self.client = client
+        self.options = options
+        self.cursor = hist.HistoryCursor.from_text(ctx.transactions_cursor, exchange_id)
+        self.now_ms = hist.ms(now)
+        self.floor_ms = hist.ms(now - timedelta(days=options.history_days))
+        self.overlap_ms = int(hist.OVERLAP.total_seconds() * 1000)
+        self.out = hist.Mapped()
+        self.warnings: list[FetchWarning] = []
+
+    def read(self, held: Sequence[Holding], markets: Sequence[Market], listed: set[str]) -> History:
+        units = hist.Units(
+            self.exchange_id, self.client.code, listed, self.options.ignore_currencies
+        )
+        try:
+            if self.exchange_id == "kraken":
+                self._kraken(units)
+            elif self.exchange_id == "binance":
+                self._binance(units, held, markets)
+            elif self.client.has_ledger():
+                self._unified(units)
+            else:
+                self.warnings.append(
+                    FetchWarning(
+                        "skipped",
+                        f"{self.provider_id}: transactions are not reported: ccxt has no "
+                        f"ledger for {self.exchange_id}",
+                    )
+                )
+                return History(warnings=self.warnings)
+        except AuthenticationFailure as exc:
+            hint = HISTORY_PERMISSION.get(self.exchange_id, "the API key may not read history")
+            self.warnings.append(
+                FetchWarning(
+                    "skipped",
+                    f"{self.provider_id}: the account's history was refused ({hint}): {exc}; "
+                    "the balances are reported, the history is asked again at the next fetch",
+                )
+            )
+        except ProviderError as exc:
+            self.warnings.append(
+                FetchWarning(
+                    "upstream",
+                    f"{self.provider_id}: could not read the account's history: {exc}; the "
+                    "balances are reported, what was not read is asked again at the next fetch",
+                )
+            )
+        if self.out.skipped:
+            self.warnings.append(
+                FetchWarning(
+                    "skipped",
+                    f"{self.provider_id}: left out history entries of an unknown status: "
+                    + ", ".join(self.out.skipped),
+                )
+            )
+        found = self.out.transactions
+        return History(
+            transactions=list(found.values()),
+            removed=sorted({r for r in self.out.removed if r not in found}),
+            warnings=self.warnings,
+            cursor=self.cursor.to_text(),
+        )
+
+    def _next_from(self, start: int, hold: int | None = None) -> int:
+        """Where a stream read to its end resumes: the overlap before now, held back to
+        its oldest open entry, never more than ``history_days`` back."""
+        nxt = self.now_ms - self.overlap_ms
+        if hold is not None:
+            nxt = max(min(nxt, hold), self.floor_ms)
+        return max(nxt, min(start, self.now_ms))
+
+    def _truncated(self, what: str, pages: int, per_page: int) -> None:
+        self.warnings.append(
+            FetchWarning(
+                "skipped",
+                f"{self.provider_id}: read the newest {pages * per_page} {what} only (at most "
+                f"{pages} pages a fetch): older ones are not reported",
+            )
+        )
+
+    def _kraken(self, units: hist.Units) -> None:
+        start = self.cursor.ledger if self.cursor.ledger is not None else self.floor_ms
+        ofs = pages = 0
+        while True:
+            page, count = self.client.kraken_ledger_page(start // 1000, ofs)
+            hist.kraken_ledger(page, units, self.exchange_id, self.out)
+            pages += 1
+            if len(page) < hist.KRAKEN_PAGE or (count is not None and ofs + len(page) >= count):
+                break
+            if pages >= hist.KRAKEN_MAX_PAGES:
+                self._truncated("ledger entries", pages, hist.KRAKEN_PAGE)
+                break
+            ofs += len(page)
+        self.cursor.ledger = self._next_from(start)
+
+    def _unified(self, units: hist.Units) -> None:
+        start = self.cursor.ledger if self.cursor.ledger is not None else self.floor_ms
+        entries = self.client.unified_ledger(start)
+        hist.ccxt_ledger(entries, self.exchange_id, units, self.exchange_id, self.out)
+        self.cursor.ledger = self._next_from(start)
+
+    def _binance(
+        self, units: hist.Units, held: Sequence[Holding], markets: Sequence[Market]
+    ) -> None:
+        for stream in ("deposits", "withdrawals"):
+            self._binance_stream(stream, units)
+        # the currencies whose markets are worth asking for trades (module docstring)
+        now_seen = {h.code for h in held} | {h.base for h in held} | self.out.moved
+        assets = {a: t for a, t in self.cursor.assets.items() if t >= self.floor_ms}
+        assets.update({a: self.now_ms for a in now_seen})
+        self.cursor.assets = assets
+        relevant = set(assets)
+        by_symbol = {m.symbol: m for m in markets}
+        wanted = {m.symbol for m in markets if m.base in relevant and m.quote in relevant}
+        wanted |= {s for s in self.cursor.trades if s in by_symbol}
+        for symbol in sorted(wanted):
+            self._binance_trades(by_symbol[symbol], units)
+
+    def _binance_stream(self, stream: str, units: hist.Units) -> None:
+        saved = getattr(self.cursor, stream)
+        start = saved if saved is not None else self.floor_ms
+        mapped = hist.Mapped()
+        mapper = hist.binance_deposits if stream == "deposits" else hist.binance_withdrawals
+        try:
+            for s, e in hist.windows(start, self.now_ms, hist.BINANCE_WINDOW):
+                offset = pages = 0
+                while True:
+                    rows = self.client.binance_history(stream, s, e, offset)
+                    mapper(rows, units, self.exchange_id, mapped)
+                    pages += 1
+                    if len(rows) < hist.BINANCE_PAGE:
+                        break
+                    if pages >= hist.BINANCE_MAX_PAGES:
+                        self._truncated(stream, pages, hist.BINANCE_PAGE)
+                        break
+                    offset += len(rows)
+        finally:
+            self.out.transactions.update(mapped.transactions)
+            self.out.removed.extend(mapped.removed)
+            self.out.skipped.extend(mapped.skipped)
+            self.out.moved |= mapped.moved
+        setattr(self.cursor, stream, self._next_from(start, mapped.oldest_open))
+
+    def _binance_trades(self, market: Market, units: hist.Units) -> None:
+        last = self.cursor.trades.get(market.symbol)
+        from_id = None if last is None else last + 1
+        pages = 0
+        while True:
+            rows = self.client.binance_my_trades(
+                market.symbol, start_ms=self.floor_ms, from_id=from_id
+            )
+            got = hist.binance_trades(
+                rows, market.symbol, market.base, market.quote, units, self.exchange_id, self.out
+            )
+            pages += 1
+            if got is not None:
+                last = got if last is None else max(last, got)
+                self.cursor.trades[market.symbol] = last
+            if len(rows) < hist.BINANCE_PAGE:
+                break
+            if pages >= hist.BINANCE_MAX_PAGES:
+                self._truncated(f"trades of {market.symbol}", pages, hist.BINANCE_PAGE)
+                break
+            from_id = (last or 0) + 1
 
 
 class KrakenProvider(ExchangeProvider):

@@ -1,8 +1,9 @@
 """The sheet layout: the values of one worksheet -> a :class:`Snapshot` (pure, no I/O).
 
 See :mod:`finbot_pipelines.providers.google_sheets.provider` for the layout as the
-user writes it. This module holds the parsing rules: the two marked tables,
-their columns (ours and the original finbot's names), the numbers, and the
+user writes it. This module holds the parsing rules: the marked tables (ACCOUNTS,
+HOLDINGS and the optional TRANSACTIONS), their columns (ours and the original
+finbot's names), the numbers and dates, and the
 tables that map the original platform's account types, asset classes and asset
 types to ours (:data:`ACCOUNT_TYPE_MAP`, :data:`ASSET_CLASS_MAP`,
 :data:`ASSET_TYPE_MAP`). Every error is a :class:`ProviderPayloadError` naming
@@ -12,9 +13,11 @@ the worksheet and the cell in A1 notation.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -26,18 +29,21 @@ from finbot_pipelines.providers.contract import (
     ISO_4217_CODES,
     MAX_AMOUNT,
     MAX_SCALE,
+    TRANSACTION_KINDS,
     UNIT_CODE_RE,
     Item,
     ProviderPayloadError,
     Snapshot,
     SubAccount,
+    Transaction,
     quantize,
     to_decimal,
 )
 
 ACCOUNTS_MARKER = "ACCOUNTS"
 HOLDINGS_MARKER = "HOLDINGS"
-MARKERS = (ACCOUNTS_MARKER, HOLDINGS_MARKER)
+TRANSACTIONS_MARKER = "TRANSACTIONS"
+MARKERS = (ACCOUNTS_MARKER, HOLDINGS_MARKER, TRANSACTIONS_MARKER)
 MAX_QUOTED_CHARS = 60
 
 
@@ -266,6 +272,71 @@ def _decimal_separator(runs: list[str], seps: list[str], body: str) -> int | Non
     )
 
 
+# --------------------------------------------------------------------------- dates
+
+
+class DateTextError(ValueError):
+    """A text cell that is not a date, or not unambiguously one."""
+
+
+#: Day 0 of the spreadsheets' serial dates (Sheets and Excel since 1 March 1900).
+SERIAL_EPOCH = date(1899, 12, 30)
+#: The serial number of 31 December 9999.
+SERIAL_MAX = 2_958_465
+_ISO_DATE_RE = re.compile(
+    r"^(\d{4})-(\d{1,2})-(\d{1,2})"
+    r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
+)
+_YMD_SLASH_RE = re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$")
+_DMY_DOT_RE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
+_SLASH_RE = re.compile(r"^(\d{1,2})[/-](\d{1,2})[/-](\d{4})$")
+_NAMED_FORMATS = ("%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y", "%b %d %Y", "%B %d %Y",
+                  "%d-%b-%Y", "%d %b, %Y")  # fmt: skip
+
+
+def _ymd(y: str, m: str, d: str) -> date:
+    try:
+        return date(int(y), int(m), int(d))
+    except ValueError:
+        raise DateTextError("not a date") from None
+
+
+def parse_date_text(text: str) -> date:
+    """The date a text cell holds, when it is unambiguous.
+
+    Accepted: ISO ``2024-01-31`` (a time after it is ignored), ``2024/01/31``,
+    ``31.01.2024`` (day first), ``31/01/2024`` or ``01/31/2024`` when the day is
+    above 12 or both are equal (``-`` for ``/`` too), and month names in English
+    (``31 Jan 2024``, ``January 31, 2024``). ``03/04/2024`` (3 April or March 4?)
+    is refused as ambiguous. Raises :class:`DateTextError`."""
+    s = " ".join(text.split())
+    if m := _ISO_DATE_RE.match(s) or _YMD_SLASH_RE.match(s):
+        return _ymd(*m.groups()[:3])
+    if m := _DMY_DOT_RE.match(s):
+        d, mo, y = m.groups()
+        return _ymd(y, mo, d)
+    if m := _SLASH_RE.match(s):
+        a, b, y = (int(x) for x in m.groups())
+        if a > 12 and b <= 12:
+            return _ymd(str(y), str(b), str(a))
+        if b > 12 and a <= 12:
+            return _ymd(str(y), str(a), str(b))
+        if a == b:
+            return _ymd(str(y), str(a), str(b))
+        if a <= 12 and b <= 12:
+            raise DateTextError(
+                f"ambiguous: {a}/{b} may be day/month or month/day; write it as "
+                f"{y:04d}-{b:02d}-{a:02d} or {y:04d}-{a:02d}-{b:02d} (or type it in a date cell)"
+            )
+        raise DateTextError("not a date")
+    for fmt in _NAMED_FORMATS:
+        try:
+            return datetime.strptime(s, fmt).date()
+        except ValueError:
+            continue
+    raise DateTextError("not a date (expected 2024-01-31, 31.01.2024, 31/01/2024 or 31 Jan 2024)")
+
+
 # --------------------------------------------------------------------------- grid
 
 
@@ -382,6 +453,46 @@ HOLDINGS_SPEC = _TableSpec(
 )
 
 
+TRANSACTIONS_SPEC = _TableSpec(
+    TRANSACTIONS_MARKER,
+    {
+        "id": ("id", "identifier", "transaction id"),
+        "account": ("account", "account identifier", "account id"),
+        "date": ("date", "posted", "posted date", "booking date"),
+        "amount": ("amount", "value"),
+        "currency": ("currency", "ccy"),
+        "description": ("description", "memo", "details", "payee"),
+        "kind": ("kind", "type", "transaction type"),
+        "category": ("category",),
+        "symbol": ("symbol", "ticker"),
+        "units": ("units", "quantity"),
+    },
+    required=("account", "date", "amount"),
+)
+
+#: Kind as written (slugged) -> finbot's kind: ours, plurals and common words.
+KIND_MAP: dict[str, str] = {
+    **{k: k for k in TRANSACTION_KINDS},
+    **{f"{k}s": k for k in TRANSACTION_KINDS if k not in ("tax", "other")},
+    "taxes": "tax",
+    "contribution": "deposit",
+    "contributions": "deposit",
+    "credit": "deposit",
+    "withdraw": "withdrawal",
+    "debit": "withdrawal",
+    "payment": "withdrawal",
+    "purchase": "buy",
+    "bought": "buy",
+    "sale": "sell",
+    "sold": "sell",
+    "div": "dividend",
+    "charge": "fee",
+    "charges": "fee",
+    "commission": "fee",
+    "internal_transfer": "transfer",
+}
+
+
 @dataclass(frozen=True)
 class _Table:
     spec: _TableSpec
@@ -418,8 +529,10 @@ class _Sheet:
             if isinstance(v, str) and v.strip() == marker
         ]
 
-    def table(self, spec: _TableSpec) -> _Table:
+    def table(self, spec: _TableSpec, optional: bool = False) -> _Table | None:
         found = self.markers(spec.marker)
+        if not found and optional:
+            return None
         if not found:
             raise self.error(
                 None,
@@ -540,6 +653,26 @@ class _Sheet:
             d = quantize(d, MAX_SCALE)
         return d + 0
 
+    def day(self, table: _Table, r: int, col: str) -> date:
+        """The date in a cell (see :func:`parse_date_text`); errors name the cell."""
+        c = table.columns[col]
+        v = self.get(r, c)
+        label = table.spec.columns[col][0]
+        if v is None or (isinstance(v, str) and not v.strip()):
+            raise self.error(r, c, f"{label} is empty: expected a date such as 2024-01-31")
+        if isinstance(v, bool):
+            raise self.error(r, c, f"{label} {_quote(v)} is not a date")
+        if isinstance(v, int | float | Decimal):
+            # a date cell formatted as a number: the spreadsheet's serial day number
+            d = Decimal(str(v))
+            if d != d.to_integral_value() or not (1 <= d <= SERIAL_MAX):
+                raise self.error(r, c, f"{label} {_quote(v)} is not a date")
+            return SERIAL_EPOCH + timedelta(days=int(d))
+        try:
+            return parse_date_text(str(v))
+        except DateTextError as exc:
+            raise self.error(r, c, f"{label} {_quote(v)} is {exc}") from None
+
     def code(
         self,
         table: _Table,
@@ -600,6 +733,7 @@ def parse_grid(grid: Grid, priced_units: Collection[str] = ()) -> Snapshot:
     sheet = _Sheet(grid)
     units_ok = frozenset(priced_units)
     accounts_table = sheet.table(ACCOUNTS_SPEC)
+    assert accounts_table is not None
     accounts: dict[str, _Account] = {}
     for r in accounts_table.rows:
         ident, ic = sheet.cell_text(accounts_table, r, "identifier")
@@ -628,15 +762,113 @@ def parse_grid(grid: Grid, priced_units: Collection[str] = ()) -> Snapshot:
         accounts[ident] = _Account(r, ident, description or ident, ccy, kind)
 
     holdings_table = sheet.table(HOLDINGS_SPEC)
+    assert holdings_table is not None
     for r in holdings_table.rows:
         _holding(sheet, holdings_table, r, accounts, units_ok)
+
+    transactions: list[Transaction] = []
+    txn_table = sheet.table(TRANSACTIONS_SPEC, optional=True)
+    if txn_table is not None:
+        transactions = _transactions(sheet, txn_table, accounts, units_ok)
 
     return Snapshot(
         tuple(
             SubAccount(a.identifier, a.name, a.currency, a.account_type, tuple(a.items))
             for a in accounts.values()
-        )
+        ),
+        transactions=tuple(transactions),
     )
+
+
+def has_transactions_table(grid: Grid) -> bool:
+    """Whether the worksheet has a TRANSACTIONS marker."""
+    return bool(_Sheet(grid).markers(TRANSACTIONS_MARKER))
+
+
+def content_key(account: str, day: date, amount: Decimal, description: str, n: int) -> str:
+    """The id of a TRANSACTIONS row without one: its account, date, amount (however
+    written: ``12.5`` and ``12.50`` are the same), description (spaces collapsed) and
+    its occurrence ``n`` (1, 2, ...) among identical rows, hashed."""
+    text = "\x1f".join(
+        (account, day.isoformat(), format(amount.normalize() if amount else Decimal(0), "f"),
+         " ".join(description.split()), str(n))
+    )  # fmt: skip
+    return "row:" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _transactions(
+    sheet: _Sheet, t: _Table, accounts: dict[str, _Account], units_ok: frozenset[str]
+) -> list[Transaction]:
+    out: dict[str, Transaction] = {}
+    id_rows: dict[str, int] = {}
+    occurrences: dict[tuple[str, date, Decimal, str], int] = {}
+    for r in t.rows:
+        account_id, ac = sheet.cell_text(t, r, "account")
+        account = accounts.get(account_id)
+        if account is None:
+            known = ", ".join(accounts) or "no rows"
+            hint = difflib.get_close_matches(account_id, list(accounts), n=1, cutoff=0.6)
+            raise sheet.error(
+                r,
+                ac,
+                f"unknown account {account_id!r} (ACCOUNTS has: {known})"
+                + (f"; did you mean {hint[0]!r}?" if hint else ""),
+            )
+        day = sheet.day(t, r, "date")
+        amount = sheet.number(t, r, "amount")
+        if amount is None:
+            raise sheet.error(r, t.columns["amount"], "amount is empty: expected a number")
+        currency = (
+            sheet.code(t, r, "currency", required=False, units={*units_ok, account.currency})
+            or account.currency
+        )
+        description, _ = sheet.cell_text(t, r, "description")
+        kind_text, kc = sheet.cell_text(t, r, "kind")
+        if kind_text:
+            kind = KIND_MAP.get(_slug(kind_text))
+            if kind is None:
+                close = difflib.get_close_matches(_slug(kind_text), list(KIND_MAP), n=1)
+                raise sheet.error(
+                    r,
+                    kc,
+                    f"kind {kind_text!r} is not one of {', '.join(TRANSACTION_KINDS)}"
+                    + (f"; did you mean {KIND_MAP[close[0]]!r}?" if close else ""),
+                )
+        else:
+            kind = "deposit" if amount > 0 else "withdrawal" if amount < 0 else "other"
+        category, _ = sheet.cell_text(t, r, "category")
+        symbol, _ = sheet.cell_text(t, r, "symbol")
+        units = sheet.number(t, r, "units")
+        given, ic = sheet.cell_text(t, r, "id")
+        if given:
+            tid = given
+            if tid in id_rows:
+                raise sheet.error(
+                    r,
+                    ic,
+                    f"duplicate transaction id {tid!r} (also on row "
+                    f"{id_rows[tid] + sheet.grid.row0}): give each row its own id, or none",
+                )
+            if len(tid) > 200:
+                raise sheet.error(r, ic, "transaction id is longer than 200 characters")
+        else:
+            key = (account_id, day, amount.normalize(), " ".join(description.split()))
+            occurrences[key] = occurrences.get(key, 0) + 1
+            tid = content_key(account_id, day, amount, description, occurrences[key])
+        id_rows[tid] = r
+        out[tid] = Transaction(
+            id=tid,
+            sub_account_id=account_id,
+            amount=amount,
+            currency=currency,
+            description=description,
+            kind=kind,
+            posted=day,
+            category=category or None,
+            symbol=symbol or None,
+            units=units,
+        )
+    return list(out.values())
 
 
 def _holding(

@@ -47,6 +47,41 @@ need an empty column between them.
     class's usual type (see :mod:`.layout`); ``value`` in the *account's*
     currency; optional ``units`` and ``currency`` (the holding's own currency).
 
+``TRANSACTIONS`` (optional; one row per transaction)
+    ``account`` (an ACCOUNTS identifier, as in HOLDINGS), ``date`` (see Dates),
+    ``amount`` (inflow positive: a salary +, a payment -; a number as in HOLDINGS)
+    and optional ``id``, ``currency`` (default the account's), ``description``,
+    ``kind`` (deposit, withdrawal, transfer, buy, sell, dividend, interest, fee,
+    tax, other; plurals and words such as ``contribution``, ``purchase``, ``sale``,
+    ``charge`` are read as those; empty: deposit when the amount is positive,
+    withdrawal when negative), ``category``, ``symbol`` and ``units``.
+    A row without ``id`` is identified by its content: a hash of its account,
+    date, amount, description and its occurrence number among identical rows
+    (two identical coffees the same day are two transactions); editing one of
+    those makes it a new transaction (the old one is removed, see below). A row
+    with an ``id`` keeps it whatever else changes; two rows may not share one.
+
+The sheet is the whole truth about its transactions: a row deleted from the sheet
+is a transaction removed (``removed_transaction_ids``). Knowing which ids the
+previous fetch reported needs memory: this account's state folder keeps
+``google_sheets_transactions.json`` (mode 0600), the id sets of the last fetches,
+each under a hash of the set; the snapshot's ``transactions_cursor`` is the hash of
+its set. The ingest stores the cursor in the same database transaction as the
+transactions and hands it back to the next fetch, which removes the ids of *that*
+set the sheet no longer has: a fetch that did not land (a crash) is never taken
+for one that did. Without the state folder, or when the state was lost, nothing
+is removed (nothing can be known). A sheet whose TRANSACTIONS table is gone
+removes every transaction it reported.
+
+Dates
+-----
+A date cell is read as the API shows it (a date typed in a date cell, formatted
+by the sheet's locale, or a serial day number in a number cell) when it is
+unambiguous: ``2024-01-31`` (a time after it is ignored), ``2024/01/31``,
+``31.01.2024``, ``31/01/2024`` and ``01/31/2024`` (the part above 12 is the day),
+``31 Jan 2024``, ``January 31, 2024``. ``03/04/2024`` (3 April or March 4?) is an
+error naming the cell, as is any other text.
+
 Numbers
 -------
 Number cells are used exactly as the sheet holds them (the API's unformatted
@@ -119,6 +154,13 @@ A template to import into a new sheet ships as
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
 from finbot_pipelines.providers.base import FetchContext, Provider
 from finbot_pipelines.providers.contract import Snapshot
 from finbot_pipelines.providers.google_sheets.client import read_worksheet
@@ -142,4 +184,65 @@ class GoogleSheetsProvider(Provider[GoogleSheetsOptions, GoogleSheetsCredentials
         credentials: GoogleSheetsCredentials,
     ) -> Snapshot:
         grid = read_worksheet(options, credentials)
-        return parse_grid(grid, ctx.priced_units)
+        snapshot = parse_grid(grid, ctx.priced_units)
+        return with_removed(snapshot, ctx)
+
+
+STATE_FILE = "google_sheets_transactions.json"
+STATE_VERSION = 1
+#: id sets kept (the newest first): the cursor the ingest hands back is one of them
+#: unless that many fetches in a row failed to land
+KEPT_SETS = 5
+
+
+def ids_hash(ids: Iterable[str]) -> str:
+    """The cursor of a set of transaction ids."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:32]
+
+
+def _load_sets(state_dir: Path) -> list[tuple[str, list[str]]]:
+    try:
+        doc = json.loads((state_dir / STATE_FILE).read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+            return []
+        return [(str(h), [str(i) for i in ids]) for h, ids in doc["sets"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _save_sets(state_dir: Path, sets: list[tuple[str, list[str]]]) -> None:
+    """Write the state file atomically, mode 0600, in a 0700 folder."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    text = json.dumps({"version": STATE_VERSION, "sets": [[h, ids] for h, ids in sets]})
+    tmp = state_dir / f".{STATE_FILE}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, state_dir / STATE_FILE)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def with_removed(snapshot: Snapshot, ctx: FetchContext) -> Snapshot:
+    """``snapshot`` with the ids of the previous landed fetch the sheet no longer has
+    removed, and its own id set's cursor (see the module docstring)."""
+    if ctx.state_dir is None:
+        return snapshot
+    ids = [t.id for t in snapshot.transactions]
+    cursor = ids_hash(ids)
+    sets = _load_sets(ctx.state_dir)
+    previous = dict(sets).get(ctx.transactions_cursor or "")
+    removed = sorted(set(previous or ()) - set(ids))
+    kept = [(cursor, sorted(ids)), *((h, s) for h, s in sets if h != cursor)][:KEPT_SETS]
+    _save_sets(ctx.state_dir, kept)
+    return Snapshot(
+        snapshot.sub_accounts,
+        snapshot.warnings,
+        snapshot.transactions,
+        tuple(removed),
+        cursor,
+    )
