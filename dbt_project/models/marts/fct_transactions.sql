@@ -9,8 +9,9 @@
   with the latest price before the end of the day. EUR's leg is 1, X -> X is 1. No
   leg yet: amount_valuation NULL and fx_missing true (never a silent 0 or 1).
   The profile is the account's at the newest hour it was ingested.
-  A table rebuilt each run: transactions are few (thousands a year), so the rebuild
-  costs milliseconds whatever the history.
+  A table rebuilt each run: transactions are few (thousands a year; the bench's ten
+  accounts report 14,680 in a year, rebuilt in about 0.5 s). The transfer pairing joins
+  each transaction with those of the few days around it, never the history squared.
 -#}
 with
 
@@ -158,7 +159,20 @@ movable as (
 
 ),
 
-candidates as (
+-- money out of one account, on each day its counterpart may be booked (equi-joined on
+-- the day, so the pairing costs the transactions of a few days, not the history squared)
+outgoing as (
+
+    select o.*, cast(o.transaction_date + cast(r.offset_days as integer) as date) as match_date
+    from movable as o
+    cross join range(
+        -{{ var('transfer_match_days') }}, {{ var('transfer_match_days') }} + 1
+    ) as r(offset_days)
+    where o.amount < 0
+
+),
+
+pairs_by_amount as (
 
     select
         o.linked_account_id as out_account,
@@ -167,30 +181,58 @@ candidates as (
         i.transaction_id as in_id,
         abs(date_diff('day', o.transaction_date, i.transaction_date)) as days_apart,
         o.transfer_id is not null and o.transfer_id = i.transfer_id as linked_by_provider
-    from movable as o
+    from outgoing as o
     inner join movable as i
         on o.profile_id = i.profile_id
-        and o.amount < 0
+        and i.transaction_date = o.match_date
         and i.amount > 0
         and (
             o.linked_account_id <> i.linked_account_id
             or o.sub_account_id is distinct from i.sub_account_id
         )
         and (
-            (o.transfer_id is not null and o.transfer_id = i.transfer_id)
+            (o.currency = i.currency and o.amount = -i.amount)
             or (
-                abs(date_diff('day', o.transaction_date, i.transaction_date))
-                    <= {{ var('transfer_match_days') }}
-                and (
-                    (o.currency = i.currency and o.amount = -i.amount)
-                    or (
-                        o.currency <> i.currency
-                        and abs(o.amount_valuation + i.amount_valuation)
-                            <= 0.01 * abs(o.amount_valuation)
-                    )
-                )
+                o.currency <> i.currency
+                and abs(o.amount_valuation + i.amount_valuation)
+                    <= 0.01 * abs(o.amount_valuation)
             )
         )
+
+),
+
+pairs_by_provider as (
+
+    select
+        o.linked_account_id as out_account,
+        o.transaction_id as out_id,
+        i.linked_account_id as in_account,
+        i.transaction_id as in_id,
+        abs(date_diff('day', o.transaction_date, i.transaction_date)) as days_apart,
+        true as linked_by_provider
+    from movable as o
+    inner join movable as i
+        on o.profile_id = i.profile_id
+        and o.transfer_id = i.transfer_id
+        and o.amount < 0
+        and i.amount > 0
+        and (
+            o.linked_account_id <> i.linked_account_id
+            or o.sub_account_id is distinct from i.sub_account_id
+        )
+
+),
+
+candidates as (
+
+    select out_account, out_id, in_account, in_id,
+        min(days_apart) as days_apart, bool_or(linked_by_provider) as linked_by_provider
+    from (
+        select * from pairs_by_amount
+        union all
+        select * from pairs_by_provider
+    )
+    group by out_account, out_id, in_account, in_id
 
 ),
 
