@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from finbot_pipelines.bench import TARGETS, bench, kinds_for_items
 from finbot_pipelines_tests.conftest import ensure_dbt_manifest
 
-QUERY_NAMES = ("daily_net_worth", "holdings_tree", "distribution")
+QUERY_NAMES = ("daily_net_worth", "holdings_tree", "performance", "cash_flows", "distribution")
 POSITIVE_SECONDS = (
     "rebuild_s",
     "steady_hour_s",

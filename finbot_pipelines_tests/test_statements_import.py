@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from finbot_pipelines_tests.conftest import invoke_cli
 from finbot_pipelines_tests.e2e import history_start_for_tests, last_complete_hour, run_live_hour
@@ -24,8 +25,11 @@ def csv_text(rows: list[tuple[str, str, str, str]]) -> str:
     return "Date,Description,Amount,Balance\n" + "".join(",".join(r) + "\n" for r in rows)
 
 
-def test_import_and_inbox_land_statements_at_their_dates(tmp_path: Path) -> None:
+def test_import_and_inbox_land_statements_at_their_dates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))  # the CLI's instance
     config = f"""\
 history_start: "{history_start_for_tests()}"
 fx_source: static

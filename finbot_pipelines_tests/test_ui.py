@@ -103,7 +103,16 @@ def test_the_asset_graph_explains_itself(tmp_path: Path) -> None:
     (tmp_path / "finbot.yaml").write_text(E2E_CONFIG)
     graph = build_definitions(str(tmp_path)).resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
-    assert groups == {"ingest", "market", "staging", "intermediate", "marts", "reports", "health"}
+    assert groups == {
+        "ingest",
+        "market",
+        "staging",
+        "intermediate",
+        "marts",
+        "reports",
+        "health",
+        "statements",
+    }
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, f"{key.to_user_string()} has no description"

@@ -86,7 +86,9 @@ def refuse_past_hours(
     live = [
         a
         for a in accounts
-        if account_state(a) == "active" and not get_spec(a.provider).supports_historical
+        if not a.frozen
+        and get_spec(a.provider).fetched
+        and not get_spec(a.provider).supports_historical
     ]
     if not live:
         return
