@@ -156,8 +156,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -170,6 +168,7 @@ from finbot_pipelines.providers.google_sheets.options import (
     GoogleSheetsCredentials,
     GoogleSheetsOptions,
 )
+from finbot_pipelines.providers.state import write_private
 
 __all__ = ["GoogleSheetsProvider", "Grid", "parse_grid", "template_path"]
 
@@ -212,19 +211,8 @@ def _load_sets(state_dir: Path) -> list[tuple[str, list[str]]]:
 
 def _save_sets(state_dir: Path, sets: list[tuple[str, list[str]]]) -> None:
     """Write the state file atomically, mode 0600, in a 0700 folder."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     text = json.dumps({"version": STATE_VERSION, "sets": [[h, ids] for h, ids in sets]})
-    tmp = state_dir / f".{STATE_FILE}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, state_dir / STATE_FILE)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_private(state_dir, STATE_FILE, text)
 
 
 def with_removed(snapshot: Snapshot, ctx: FetchContext) -> Snapshot:

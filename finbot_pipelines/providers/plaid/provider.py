@@ -59,10 +59,8 @@ PRODUCT_NOT_READY leaves them for the next fetch.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -103,6 +101,7 @@ from finbot_pipelines.providers.plaid.transactions import (
     investment_transactions,
     sync_transactions,
 )
+from finbot_pipelines.providers.state import secret_fingerprint, write_private
 
 #: changes asked per /transactions/sync page (Plaid: default 100, at most 500)
 SYNC_COUNT = 500
@@ -168,10 +167,6 @@ class InvestmentsState:
     end: date
 
 
-def _fingerprint(salt: str, token: str) -> str:
-    return hmac.new(salt.encode(), token.encode(), hashlib.sha256).hexdigest()
-
-
 def load_investments_state(state_dir: Path | None, access_token: str) -> InvestmentsState | None:
     """The saved state of this Item, or None (none, unreadable, another access token)."""
     if state_dir is None:
@@ -181,7 +176,7 @@ def load_investments_state(state_dir: Path | None, access_token: str) -> Investm
         if not isinstance(doc, dict) or doc.get("version") != INVESTMENTS_STATE_VERSION:
             return None
         if not hmac.compare_digest(
-            _fingerprint(str(doc["salt"]), access_token), str(doc["fingerprint"])
+            secret_fingerprint(str(doc["salt"]), access_token), str(doc["fingerprint"])
         ):
             return None
         return InvestmentsState(
@@ -197,22 +192,11 @@ def save_investments_state(state_dir: Path, access_token: str, state: Investment
     doc = {
         "version": INVESTMENTS_STATE_VERSION,
         "salt": salt,
-        "fingerprint": _fingerprint(salt, access_token),
+        "fingerprint": secret_fingerprint(salt, access_token),
         "read_at": state.read_at.isoformat(),
         "end": state.end.isoformat(),
     }
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = state_dir / f".{INVESTMENTS_STATE_FILE}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(doc, sort_keys=True))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, state_dir / INVESTMENTS_STATE_FILE)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_private(state_dir, INVESTMENTS_STATE_FILE, json.dumps(doc, sort_keys=True))
 
 
 def investments_window(now: datetime, state: InvestmentsState | None) -> tuple[date, date] | None:

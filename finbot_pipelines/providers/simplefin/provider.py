@@ -31,10 +31,8 @@ Beyond that a fetch re-uses the last good answer, or, without one, fails with
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +56,7 @@ from finbot_pipelines.providers.simplefin.options import (
     SimplefinCredentials,
     SimplefinOptions,
 )
+from finbot_pipelines.providers.state import secret_fingerprint, write_private
 
 STATE_FILE = "simplefin.json"
 #: when each request of the last 24 hours was made (failed ones too)
@@ -80,10 +79,6 @@ class SavedAnswer:
     answer: dict[str, Any]
     #: pending transactions of the answer before this one that this one no longer lists
     removed: tuple[str, ...] = ()
-
-
-def _fingerprint(salt: str, access_url: str) -> str:
-    return hmac.new(salt.encode(), access_url.encode(), hashlib.sha256).hexdigest()
 
 
 def _masked_tree(value: Any, mask: Masker) -> Any:
@@ -113,7 +108,7 @@ def load_state(state_dir: Path | None, access_url: str) -> SavedAnswer | None:
         if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
             return None
         salt, fingerprint = str(doc["salt"]), str(doc["fingerprint"])
-        if not hmac.compare_digest(_fingerprint(salt, access_url), fingerprint):
+        if not hmac.compare_digest(secret_fingerprint(salt, access_url), fingerprint):
             return None
         fetched_at = datetime.fromisoformat(str(doc["fetched_at"]))
         if fetched_at.tzinfo is None:
@@ -133,22 +128,6 @@ def load_state(state_dir: Path | None, access_url: str) -> SavedAnswer | None:
         return None
 
 
-def _write_private(state_dir: Path, name: str, text: str) -> None:
-    """Write ``state_dir/name`` atomically, mode 0600, in a 0700 folder."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = state_dir / f".{name}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, state_dir / name)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def recent_requests(state_dir: Path, now: datetime) -> list[datetime]:
     """The requests of the last 24 hours (an unreadable log counts as none)."""
     try:
@@ -160,7 +139,7 @@ def recent_requests(state_dir: Path, now: datetime) -> list[datetime]:
 
 
 def record_request(state_dir: Path, recent: list[datetime], now: datetime) -> None:
-    _write_private(state_dir, REQUEST_LOG, json.dumps([t.isoformat() for t in [*recent, now]]))
+    write_private(state_dir, REQUEST_LOG, json.dumps([t.isoformat() for t in [*recent, now]]))
 
 
 def save_state(state_dir: Path, access_url: str, saved: SavedAnswer, mask: Masker) -> None:
@@ -169,7 +148,7 @@ def save_state(state_dir: Path, access_url: str, saved: SavedAnswer, mask: Maske
     doc = {
         "version": STATE_VERSION,
         "salt": salt,
-        "fingerprint": _fingerprint(salt, access_url),
+        "fingerprint": secret_fingerprint(salt, access_url),
         "fetched_at": saved.fetched_at.isoformat(),
         "start_date": saved.start_date,
         "pending": saved.pending,
@@ -177,7 +156,7 @@ def save_state(state_dir: Path, access_url: str, saved: SavedAnswer, mask: Maske
         "removed": list(saved.removed),
     }
     text = json.dumps(doc, default=_json_default, ensure_ascii=False, sort_keys=True)
-    _write_private(state_dir, STATE_FILE, text)
+    write_private(state_dir, STATE_FILE, text)
 
 
 def window_start(now: datetime, saved: SavedAnswer | None, history_days: int) -> datetime:
