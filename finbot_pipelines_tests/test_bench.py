@@ -40,7 +40,7 @@ def test_items_per_account_is_the_closest_the_dummy_provider_gives() -> None:
 def bench_json(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ensure_dbt_manifest()
     home: Path = tmp_path_factory.mktemp("bench")
-    args = ["--hours", "168", "--accounts", "3", "--items", "10", "--repeat", "1"]
+    args = ["--hours", "48", "--accounts", "3", "--items", "10", "--repeat", "1"]
     args += ["--query-runs", "3", "--home", str(home), "--json"]
     result = CliRunner().invoke(bench, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -52,7 +52,7 @@ def bench_json(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_bench_json_has_every_field_with_sane_values(bench_json: dict[str, Any]) -> None:
     data = bench_json
-    assert (data["accounts"], data["items"], data["hours"]) == (3, 10, 168)
+    assert (data["accounts"], data["items"], data["hours"]) == (3, 10, 48)
     assert data["items_per_account"] == 10
     for name in POSITIVE_SECONDS:
         assert isinstance(data[name], float) and 0 < data[name] < 600, name
