@@ -364,3 +364,30 @@ def test_an_hour_the_ingest_has_not_reached_gets_no_lone_account_row(
     assert con.execute(
         "select count(*) from raw.linked_account_hours where fetch_hour = ?", [h]
     ).fetchone() == (0,)
+
+
+def test_accounts_add_and_test_a_statements_account(tmp_path: Path) -> None:
+    """`accounts add statements` needs no test fetch; `accounts test` reads what waits in
+    the inbox (writing and moving nothing), and exits 1 naming a file it cannot read."""
+    from finbot_pipelines_tests.conftest import demo_cli_home, invoke_cli
+
+    home = demo_cli_home(tmp_path)
+    added = invoke_cli(
+        home, "accounts", "add", "statements", "--id", "my-bank", "--profile", "alice",
+        "--option", "csv={preset: uk_bank, currency: GBP, account_id: current}",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert "is never fetched" in added.output and "my-bank" in (home / "finbot.yaml").read_text()
+    nothing = invoke_cli(home, "accounts", "test", "my-bank")
+    assert nothing.exit_code == 0 and "nothing to read" in nothing.output
+    inbox = home / "inbox" / "my-bank"
+    inbox.mkdir(parents=True)
+    first_statement(inbox)
+    tested = invoke_cli(home, "accounts", "test", "my-bank")
+    assert tested.exit_code == 0, tested.output
+    assert "current: balance 3,480.00 GBP at 2026-03-08; 2 transaction(s)" in tested.output
+    csv_file(inbox / "bad.csv", [("09/03/2026", "SHOP", "five", "0")])
+    bad = invoke_cli(home, "accounts", "test", "my-bank")
+    assert bad.exit_code == 1 and "bad.csv, line 2" in bad.output
+    assert sorted(p.name for p in inbox.iterdir()) == ["bad.csv", "march-1.csv"]  # not moved
+    assert not (home / "warehouse.duckdb").exists()
