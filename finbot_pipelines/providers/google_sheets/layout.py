@@ -796,6 +796,25 @@ def content_key(account: str, day: date, amount: Decimal, description: str, n: i
     return "row:" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def _account_of(
+    sheet: _Sheet, t: _Table, r: int, accounts: dict[str, _Account]
+) -> tuple[str, _Account]:
+    """The ACCOUNTS row a row's ``account`` cell names; an error naming the cell (and the
+    closest identifier) when none has it."""
+    account_id, ac = sheet.cell_text(t, r, "account")
+    account = accounts.get(account_id)
+    if account is None:
+        known = ", ".join(accounts) or "no rows"
+        hint = difflib.get_close_matches(account_id, list(accounts), n=1, cutoff=0.6)
+        raise sheet.error(
+            r,
+            ac,
+            f"unknown account {account_id!r} (ACCOUNTS has: {known})"
+            + (f"; did you mean {hint[0]!r}?" if hint else ""),
+        )
+    return account_id, account
+
+
 def _transactions(
     sheet: _Sheet, t: _Table, accounts: dict[str, _Account], units_ok: frozenset[str]
 ) -> list[Transaction]:
@@ -803,17 +822,7 @@ def _transactions(
     id_rows: dict[str, int] = {}
     occurrences: dict[tuple[str, date, Decimal, str], int] = {}
     for r in t.rows:
-        account_id, ac = sheet.cell_text(t, r, "account")
-        account = accounts.get(account_id)
-        if account is None:
-            known = ", ".join(accounts) or "no rows"
-            hint = difflib.get_close_matches(account_id, list(accounts), n=1, cutoff=0.6)
-            raise sheet.error(
-                r,
-                ac,
-                f"unknown account {account_id!r} (ACCOUNTS has: {known})"
-                + (f"; did you mean {hint[0]!r}?" if hint else ""),
-            )
+        account_id, account = _account_of(sheet, t, r, accounts)
         day = sheet.day(t, r, "date")
         amount = sheet.number(t, r, "amount")
         if amount is None:
@@ -878,17 +887,7 @@ def _holding(
     accounts: dict[str, _Account],
     units_ok: frozenset[str],
 ) -> None:
-    account_id, ac = sheet.cell_text(t, r, "account")
-    account = accounts.get(account_id)
-    if account is None:
-        known = ", ".join(accounts) or "no rows"
-        hint = difflib.get_close_matches(account_id, list(accounts), n=1, cutoff=0.6)
-        raise sheet.error(
-            r,
-            ac,
-            f"unknown account {account_id!r} (ACCOUNTS has: {known})"
-            + (f"; did you mean {hint[0]!r}?" if hint else ""),
-        )
+    account_id, account = _account_of(sheet, t, r, accounts)
     symbol, sc = sheet.cell_text(t, r, "symbol")
     isin, isc = sheet.cell_text(t, r, "isin")
     name, nc = sheet.cell_text(t, r, "name")
