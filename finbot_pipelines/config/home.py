@@ -149,9 +149,11 @@ profiles:
   - id: alice
     name: Alice
     valuation_ccy: GBP
+    locale: en_GB
   - id: bruno
     name: Bruno
     valuation_ccy: EUR
+    locale: fr_FR
 
 linked_accounts:
   - id: alice-bank

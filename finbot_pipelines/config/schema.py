@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
+import babel
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -128,9 +129,18 @@ def _check_secret_name(v: str | None) -> str | None:
     return v
 
 
+def _check_locale(value: str) -> str:
+    try:
+        babel.Locale.parse(value.replace("-", "_"))
+    except (ValueError, babel.UnknownLocaleError):
+        raise ValueError(f"{value!r} is not a locale such as en_GB, fr_FR or de_DE") from None
+    return value.replace("-", "_")
+
+
 Slug = Annotated[str, AfterValidator(_check_slug)]
 CurrencyCode = Annotated[str, AfterValidator(check_currency)]
 Name = Annotated[str, AfterValidator(_check_non_empty)]
+Locale = Annotated[str, AfterValidator(_check_locale)]
 SecretName = Annotated[str | None, AfterValidator(_check_secret_name)]
 
 
@@ -146,6 +156,13 @@ class Profile(BaseModel):
     name: Name = Field(description="a display name such as 'Alice'")
     valuation_ccy: CurrencyCode = Field(
         description="the ISO 4217 currency the profile is valued in, such as GBP"
+    )
+    locale: Locale = Field(
+        default="en_GB",
+        description=(
+            "how the web app and the report write numbers and dates, a locale such as "
+            "en_GB, en_US, fr_FR or de_DE"
+        ),
     )
 
 
