@@ -17,6 +17,7 @@ import click
 from finbot_pipelines import numbers
 from finbot_pipelines.bench import bench
 from finbot_pipelines.cli_accounts import accounts
+from finbot_pipelines.cli_web import users, web
 from finbot_pipelines.config.home import (
     DEMO_DAYS,
     ensure_dagster_home,
@@ -840,6 +841,8 @@ def restore(ctx: click.Context, src: Path | None, force: bool, empty: bool, yes:
 
 main.add_command(accounts)
 main.add_command(bench)
+main.add_command(users)
+main.add_command(web)
 
 if __name__ == "__main__":
     main()

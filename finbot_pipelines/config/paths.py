@@ -76,6 +76,12 @@ class HomePaths:
         return self.home / "inbox"
 
     @property
+    def web(self) -> Path:
+        """The web app's own state: ``users.sqlite3`` (people, their password hashes, hashed
+        sessions and API tokens, what each may see); never the marts."""
+        return self.home / "web"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
