@@ -13,10 +13,12 @@ from typing import Annotated, Any, Literal
 
 import duckdb
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from finbot_pipelines.web import actions, data
 from finbot_pipelines.web.auth import (
+    SESSION_COOKIE,
     AuthFailed,
     Principal,
     check_csrf,
@@ -263,7 +265,21 @@ class TestResult(BaseModel):
 # ------------------------------------------------------------------ dependencies
 
 
-def api_principal(request: Request, state: Annotated[WebState, Depends(web_state)]) -> Principal:
+# Declared so the OpenAPI document names both ways in; identify() reads the request.
+_BEARER = HTTPBearer(auto_error=False, description="an API token: `finbot users token NAME`")
+_COOKIE = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description="the web app's session (unsafe methods also need the X-CSRF-Token header)",
+)
+
+
+def api_principal(
+    request: Request,
+    state: Annotated[WebState, Depends(web_state)],
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    _cookie: Annotated[str | None, Depends(_COOKIE)],
+) -> Principal:
     principal = identify(request, state.store)
     if principal is None:
         raise AuthFailed()
