@@ -137,7 +137,9 @@ def test_history_by_day_is_the_last_hour_of_each_day(web: Web, client: TestClien
     )
     assert r.status_code == 200, r.text
     points = r.json()["points"]
-    assert [pd.Timestamp(p["hour"]) for p in points] == list(expected["valuation_hour"])
+    assert [pd.Timestamp(p["hour"]).tz_convert(None) for p in points] == list(
+        expected["valuation_hour"]
+    )
     assert [Decimal(p["net_worth"]) for p in points] == list(expected["net_worth"])
     hourly = client.get(
         "/api/v1/profiles/bruno/net-worth",

@@ -8,13 +8,13 @@ caller may not see answers 404, a change the caller may not make 403.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import duckdb
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from finbot_pipelines.web import actions, data
 from finbot_pipelines.web.auth import (
@@ -46,6 +46,14 @@ Kind = Literal[
 ]
 
 
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: The marts' hours are naive UTC; the API writes them as RFC 3339 with their offset (Z).
+UtcTime = Annotated[datetime, AfterValidator(_utc)]
+
+
 class Problem(BaseModel):
     detail: str
 
@@ -65,7 +73,7 @@ class Money(BaseModel):
 
 class Change(BaseModel):
     window: str
-    reference_hour: datetime | None
+    reference_hour: UtcTime | None
     change: Money
     change_rel: float | None = Field(description="a fraction: 0.01 is +1 %")
 
@@ -89,18 +97,18 @@ class ProfileSummary(BaseModel):
     valuation_ccy: str
     locale: str
     access: Literal["owner", "full", "view"]
-    valuation_hour: datetime | None
+    valuation_hour: UtcTime | None
     net_worth: Money
     total_assets: Money
     total_liabilities: Money
     stale_accounts: int | None
     unvalued_items: int | None
     changes: list[Change]
-    published_at: datetime | None
+    published_at: UtcTime | None
 
 
 class HistoryPoint(BaseModel):
-    hour: datetime
+    hour: UtcTime
     net_worth: str | None
     total_assets: str | None
     total_liabilities: str | None
@@ -130,13 +138,13 @@ class HoldingNode(BaseModel):
     value: Money
     is_stale: bool | None
     is_unvalued: bool | None
-    source_fetch_hour: datetime | None
+    source_fetch_hour: UtcTime | None
     changes: list[Change]
 
 
 class Holdings(BaseModel):
     profile_id: str
-    valuation_hour: datetime | None
+    valuation_hour: UtcTime | None
     nodes: list[HoldingNode]
 
 
@@ -150,7 +158,7 @@ class Bucket(BaseModel):
 class Distribution(BaseModel):
     profile_id: str
     dimension: Dimension
-    valuation_hour: datetime | None
+    valuation_hour: UtcTime | None
     buckets: list[Bucket]
 
 
@@ -169,9 +177,9 @@ class Account(BaseModel):
     value: Money
     is_stale: bool | None
     stale_hours: int | None
-    source_fetch_hour: datetime | None
-    last_attempt_hour: datetime | None
-    last_success_hour: datetime | None
+    source_fetch_hour: UtcTime | None
+    last_attempt_hour: UtcTime | None
+    last_success_hour: UtcTime | None
     consecutive_failures: int | None
     last_error_code: str | None
     last_error_message: str | None
@@ -189,7 +197,7 @@ class PerformanceRow(BaseModel):
     period: str
     start_day: date | None
     end_day: date | None
-    end_hour: datetime | None
+    end_hour: UtcTime | None
     start_value: Money
     end_value: Money
     net_contributions: Money
