@@ -870,3 +870,84 @@ def test_no_canary_in_the_output_the_notifications_or_the_screenshot_pages(
     # `accounts test` showed each account's error (masked)
     for account in ("plaid-json", "kraken", "binance", "sheet-api", "aegon", "simplefin"):
         assert EXPECTED_FAILURES[account][1] in echo_world.outputs[f"accounts test {account}"]
+
+
+def test_no_canary_in_the_web_app_pages_api_or_logs(echo_world: EchoWorld, tmp_path: Path) -> None:
+    """`finbot web` on the echo home, as its owner: every API route and page (the account
+    tests re-fetch from the echoing upstreams, so their errors are fresh), then the
+    answers, the server's own log and the users file are scanned for every canary, and
+    for the user's password and API token, which no answer or log may repeat either."""
+    import subprocess
+    import sys
+
+    import httpx
+    from fastapi.routing import APIRoute
+
+    from finbot_pipelines.web import api, pages
+    from finbot_pipelines.web.users import UserStore
+    from finbot_pipelines_tests.conftest import wait_for
+    from finbot_pipelines_tests.pg import free_port
+
+    home = echo_world.home
+    store = UserStore.open(HomePaths(home))
+    password = "web-canary-password-7f3a"
+    if store.get_user("owner") is None:
+        store.add_user("owner", password, profiles={"me": "owner"})
+    token = store.create_token("owner", scope="write")
+    secrets_too = [*echo_world.canaries, password, token.split("_")[-1]]
+    port = free_port()
+    log = tmp_path / "web.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finbot_pipelines.cli", "--home", str(home), "web",
+             "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    answers: dict[str, str] = {}
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/login", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, "finbot web to answer", deadline_s=120)
+        with httpx.Client(base_url=base, timeout=180) as client:
+            page = client.get("/login")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert csrf
+            signed = client.post(
+                "/login", data={"name": "owner", "password": password, "csrf": csrf.group(1)}
+            )
+            assert signed.status_code in (200, 303), signed.text
+            headers = {"Authorization": f"Bearer {token}"}
+            accounts = [a for a in EXPECTED_FAILURES] + ["cash"]
+            for route in [*api.router.routes, *pages.router.routes]:
+                if not isinstance(route, APIRoute) or "GET" not in route.methods:
+                    continue
+                for account in accounts if "{account_id}" in route.path else [None]:
+                    path = route.path.replace("{profile_id}", "me").replace("{transaction_id}", "x")
+                    if account:
+                        path = path.replace("{account_id}", account)
+                    for how in ("page", "api"):
+                        r = client.get(
+                            path, params={"profile": "me"}, headers=headers if how == "api" else {}
+                        )
+                        answers[f"{how} GET {path}"] = r.text
+            for account in EXPECTED_FAILURES:
+                r = client.post(f"/api/v1/accounts/{account}/test", headers=headers)
+                assert r.status_code == 200, r.text
+                assert r.json()["ok"] is False, (account, r.text)
+                answers[f"POST test {account}"] = r.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert any("is failing" in t or "last_error_message" in t for t in answers.values())
+    for where, text in answers.items():
+        assert_no_leak(f"the web app's answer to {where}", text, secrets_too)
+    assert_no_leak("finbot web's log", log.read_bytes(), secrets_too)
+    users_file = (home / "web" / "users.sqlite3").read_bytes()
+    assert_no_leak("the users file", users_file, [password, token.split("_")[-1]])
