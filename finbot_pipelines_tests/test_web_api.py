@@ -426,3 +426,28 @@ def test_the_users_file_holds_no_secret(web: Web) -> None:
     with sqlite3.connect(path) as db:
         hashes = [h for (h,) in db.execute("select password_hash from users")]
     assert hashes and all(h.startswith("$argon2id$") for h in hashes)
+
+
+def test_a_new_publish_is_seen_without_a_restart(web: Web, tmp_path: Path) -> None:
+    """The publisher renames a new catalog into place: the running app reads it at the
+    next request (its earlier answer came from the catalog it had open)."""
+    home = tmp_path / "home"
+    shutil.copytree(web.home, home)
+    paths = HomePaths(home)
+    with TestClient(create_app(paths)) as c:
+        h = {"Authorization": f"Bearer {web.tokens['bruno']}"}
+        before = Decimal(c.get("/api/v1/profiles/bruno", headers=h).json()["net_worth"]["amount"])
+        staged = home / "finbot.duckdb.new"
+        shutil.copy(home / "finbot.duckdb", staged)
+        con = duckdb.connect(str(staged))
+        con.execute("set file_search_path = ?", [str(home)])
+        con.execute(
+            "create table marts.nw as select * replace (net_worth + 1000 as net_worth) "
+            "from marts.fct_profile_valuation_hourly"
+        )
+        con.execute("drop view marts.fct_profile_valuation_hourly")
+        con.execute("alter table marts.nw rename to fct_profile_valuation_hourly")
+        con.close()
+        staged.replace(home / "finbot.duckdb")
+        after = Decimal(c.get("/api/v1/profiles/bruno", headers=h).json()["net_worth"]["amount"])
+    assert after == before + 1000

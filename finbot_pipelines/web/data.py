@@ -3,7 +3,7 @@
 The catalog is replaced by a rename after each publish. :class:`Published` keeps one
 read-only connection to the file it opened and opens the new one when the path's inode
 changes, so the app sees a newer publish without a restart, and a request always reads
-one whole publish (its connection holds the catalog it started with; the period files a
+one whole publish (its cursor holds the catalog it started with; the period files a
 retired catalog names are kept for a grace period by the publisher).
 
 Every query takes the profile id from the caller, who has authorised it (auth.py): no
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import pandas as pd
 
 from finbot_pipelines.config.loading import load_config
 from finbot_pipelines.config.schema import FinbotConfig, LinkedAccount
-from finbot_pipelines.warehouse.queries import connect_published, has_mart, parse_warnings
+from finbot_pipelines.warehouse.queries import has_mart, parse_warnings
 from finbot_pipelines.warehouse.report_data import load_accounts
 
 #: The change windows of fct_valuation_changes, shortest first.
@@ -65,13 +66,23 @@ class NotPublished(RuntimeError):
 
 
 class Published:
-    """A shared read-only view of the published catalog that follows each publish."""
+    """A shared read-only view of the published catalog that follows each publish.
+
+    DuckDB keeps one database instance per path in a process, so a second
+    ``duckdb.connect(path)`` after the rename would still read the old file. Each
+    catalog is therefore attached read-only to its own in-memory connection; the one it
+    replaces is closed only after ``RETIRE_AFTER_S`` (a request still reading it keeps
+    its cursor until then)."""
+
+    RETIRE_AFTER_S = 300.0
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._home = str(path.resolve().parent)
         self._lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._ident: tuple[int, int] | None = None
+        self._retired: list[tuple[float, duckdb.DuckDBPyConnection]] = []
 
     def _identity(self) -> tuple[int, int] | None:
         try:
@@ -79,6 +90,17 @@ class Published:
         except FileNotFoundError:
             return None
         return st.st_ino, st.st_mtime_ns
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute(f"attach '{_sql_text(self.path)}' as published (read_only)")
+            con.execute("use published")
+            con.execute("set file_search_path = ?", [self._home])
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def _current(self) -> duckdb.DuckDBPyConnection:
         ident = self._identity()
@@ -89,9 +111,17 @@ class Published:
             )
         with self._lock:
             if self._con is None or ident != self._ident:
-                # the old connection is left to the garbage collector: a request still
-                # reading it holds its own cursor
-                self._con = connect_published(self.path)
+                now = time.monotonic()
+                if self._con is not None:
+                    self._retired.append((now, self._con))
+                keep = []
+                for since, old in self._retired:
+                    if now - since >= self.RETIRE_AFTER_S:
+                        old.close()
+                    else:
+                        keep.append((since, old))
+                self._retired = keep
+                self._con = self._open()
                 self._ident = ident
             return self._con
 
@@ -99,18 +129,25 @@ class Published:
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         cur = self._current().cursor()
         try:
-            home = self.path.resolve().parent
-            cur.execute("set file_search_path = ?", [str(home)])
+            cur.execute("use published")
+            cur.execute("set file_search_path = ?", [self._home])
             yield cur
         finally:
             cur.close()
 
     def close(self) -> None:
         with self._lock:
+            for _, old in self._retired:
+                old.close()
             if self._con is not None:
                 self._con.close()
             self._con = None
             self._ident = None
+            self._retired = []
+
+
+def _sql_text(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 class ConfigCache:
