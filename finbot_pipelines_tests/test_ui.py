@@ -40,11 +40,12 @@ def test_ui_lists_assets_with_lineage_and_stops_on_sigterm(tmp_path: Path) -> No
     home.mkdir()
     (home / "finbot.yaml").write_text(E2E_CONFIG)
     port = free_port()
+    web_port = free_port()
     env = {**os.environ, "FINBOT_HOME": str(home)}
     env.pop("DAGSTER_HOME", None)
     log = (tmp_path / "ui.log").open("w")
     proc = subprocess.Popen(
-        [str(REPO / "finbotctl"), "ui", "--port", str(port)],
+        [str(REPO / "finbotctl"), "ui", "--port", str(port), "--web-port", str(web_port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -78,6 +79,16 @@ def test_ui_lists_assets_with_lineage_and_stops_on_sigterm(tmp_path: Path) -> No
         assert by_key["market/fx_rates"]["groupName"] == "market"
         # the daemon runs beside the webserver (it starts the schedule)
         assert (home / "dagster" / "dagster.yaml").exists()
+        # and the household web app beside them (its sign-in page)
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/login", timeout=5) as r:
+                    assert b"Sign in" in r.read()
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "ui.log").read_text()
+                assert time.monotonic() < deadline, "the web app did not come up"
+                time.sleep(1)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -89,8 +100,9 @@ def test_ui_lists_assets_with_lineage_and_stops_on_sigterm(tmp_path: Path) -> No
     assert code is not None
     # nothing of it keeps running
     time.sleep(1)
-    left = subprocess.run(["pgrep", "-f", "--", f"--port {port}"], capture_output=True, text=True)
-    assert left.returncode == 1, left.stdout  # 1: no process matched
+    for p in (port, web_port):
+        left = subprocess.run(["pgrep", "-f", "--", f"--port {p}"], capture_output=True, text=True)
+        assert left.returncode == 1, left.stdout  # 1: no process matched
 
 
 def test_the_asset_graph_explains_itself(tmp_path: Path) -> None:
