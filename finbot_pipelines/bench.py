@@ -24,6 +24,7 @@ import itertools
 import json
 import os
 import platform
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -63,7 +64,11 @@ TARGETS: dict[str, float] = {
     "fanout_ratio": 1.2,
     "query_ms": 50.0,
     "peak_rss_mb": 1500.0,
+    "web_p95_ms": 50.0,
+    "web_errors": 0,
 }
+#: concurrent clients of the web app while the steady hours publish
+WEB_CLIENTS = 20
 
 INGEST_STEP = "ingest_linked_accounts"
 DBT_STEP = "finbot_dbt"
@@ -745,6 +750,113 @@ def time_queries(published: Path, runs: int) -> dict[str, float]:
     return out
 
 
+def _dashboard_paths(profile_id: str) -> list[str]:
+    """The API calls the dashboard makes for one profile."""
+    base = f"/api/v1/profiles/{profile_id}"
+    return [
+        base,
+        f"{base}/net-worth?range=1m",
+        f"{base}/net-worth?range=1y",
+        f"{base}/distribution?dimension=asset_class",
+        f"{base}/distribution?dimension=linked_account",
+        f"{base}/performance?period_kind=since_first",
+    ]
+
+
+@contextlib.contextmanager
+def web_load(paths: HomePaths, clients: int, log_path: Path) -> Iterator[dict[str, Any]]:
+    """`finbot web` on ``paths`` (a real uvicorn process) and ``clients`` threads calling
+    the dashboard's API in a loop for as long as the block runs (the steady hours publish
+    meanwhile). Yields the result mapping, filled when the block ends: requests, errors,
+    p50/p95/max milliseconds."""
+    import socket
+    import threading
+
+    import httpx
+
+    from finbot_pipelines.web.users import UserStore
+
+    store = UserStore.open(paths)
+    if store.get_user("bench") is None:
+        store.add_user(
+            "bench", secrets.token_urlsafe(16), profiles={"alice": "owner", "bruno": "owner"}
+        )
+    token = store.create_token("bench", label="bench")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    base = f"http://127.0.0.1:{port}"
+    out: dict[str, Any] = {}
+    with log_path.open("a") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finbot_pipelines.cli", "--home", str(paths.home), "web",
+             "--port", str(port)],
+            stdout=log, stderr=log,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/login", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise click.ClickException(f"finbot web did not start: see {log_path}")
+            time.sleep(0.2)
+        stop = threading.Event()
+        samples: list[float] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+        urls = [*_dashboard_paths("alice"), *_dashboard_paths("bruno")]
+
+        def client(n: int) -> None:
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
+                i = n
+                while not stop.is_set():
+                    url = urls[i % len(urls)]
+                    i += 1
+                    started = time.perf_counter()
+                    try:
+                        status = str(c.get(url).status_code)
+                    except httpx.HTTPError as exc:
+                        status = type(exc).__name__
+                    ms = (time.perf_counter() - started) * 1000
+                    with lock:
+                        samples.append(ms)
+                        if status != "200":
+                            errors.append(f"{url}: {status}")
+
+        threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
+        for t in threads:
+            t.start()
+        try:
+            yield out
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        ordered = sorted(samples)
+        out.update(
+            {
+                "clients": clients,
+                "requests": len(ordered),
+                "errors": len(errors),
+                "first_errors": errors[:5],
+                "p50_ms": round(statistics.median(ordered), 2) if ordered else None,
+                "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 2) if ordered else None,
+                "max_ms": round(ordered[-1], 2) if ordered else None,
+            }
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -828,6 +940,7 @@ def render_table(result: Mapping[str, Any]) -> str:
         ("fanout_slowest_s", result["fanout_slowest_s"]),
         ("land_raw_s", result["land_raw_s"]),
         ("transactions (in the household)", result["transactions"]),
+        ("web requests (p50 ms)", f"{result['web']['requests']} ({result['web']['p50_ms']})"),
     ]
     rows.extend((n, f"{v:,.3f}" if isinstance(v, float) else str(v), "", "") for n, v in extra)
     head = (
@@ -916,8 +1029,13 @@ def run_bench(
         transactions = count_transactions(main.published)
 
         # -- steady hours after H hours, then after 24 hours
-        _say(f"steady hour after {hours} hours of history, {repeat} new hour(s)")
-        steady = steady_hours(main, first_steady, repeat, log_path)
+        _say(
+            f"steady hour after {hours} hours of history, {repeat} new hour(s), while "
+            f"{WEB_CLIENTS} clients call the web app's dashboard API"
+        )
+        with web_load(main, WEB_CLIENTS, log_path) as web:
+            steady = steady_hours(main, first_steady, repeat, log_path)
+        _say(f"web: {web['requests']} requests, p95 {web['p95_ms']} ms, {web['errors']} errors")
         small = write_home(base / "h24", bench_config(accounts, items, small_first))
         write_fx_rates(small, small_first.date(), last_steady.date())
         with quiet(log):
@@ -958,6 +1076,9 @@ def run_bench(
         "peak_rss_mb": max(r.peak_rss_mb for r in rebuilds),
         "land_raw_s": round(land_s, 3),
         "transactions": transactions,
+        "web_p95_ms": web["p95_ms"],
+        "web_errors": web["errors"],
+        "web": web,
         "rebuild_breakdown": {
             **breakdown(median_run([r.run for r in rebuilds])),
             "defs_load_s": _median([r.defs_load_s for r in rebuilds]),

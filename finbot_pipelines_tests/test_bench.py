@@ -98,3 +98,15 @@ def test_bench_json_reports_targets_and_where_the_time_goes(bench_json: dict[str
     assert rebuild["children_rss_mb"] > 50
     assert data["peak_rss_mb"] >= max(rebuild["dagster_rss_mb"], rebuild["children_rss_mb"])
     assert data["machine"]["nproc"] >= 1
+
+
+def test_bench_measures_the_web_app_while_the_hours_publish(bench_json: dict[str, Any]) -> None:
+    web = bench_json["web"]
+    assert web["clients"] == 20
+    assert web["requests"] > 20, "every client made calls during the steady hour"
+    assert web["errors"] == 0, web["first_errors"]
+    assert 0 < web["p50_ms"] <= web["p95_ms"] <= web["max_ms"]
+    assert bench_json["web_p95_ms"] == web["p95_ms"]
+    targets = bench_json["targets"]
+    assert targets["web_p95_ms"]["limit"] == 50
+    assert targets["web_errors"]["value"] == 0
