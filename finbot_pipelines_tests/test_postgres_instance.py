@@ -40,7 +40,7 @@ def test_env_example_covers_the_instance_config() -> None:
     needed = yaml_env_vars((DEPLOY / "dagster.yaml").read_text())
     assert {"FINBOT_PG_HOST", "FINBOT_PG_PORT", "FINBOT_PG_PASSWORD"} <= needed
     assert needed <= env_example_vars()
-    for unit in ("finbot-webserver.service", "finbot-daemon.service"):
+    for unit in ("finbot-webserver.service", "finbot-daemon.service", "finbot-web.service"):
         text = (DEPLOY / unit).read_text()
         assert "EnvironmentFile=/etc/finbot/finbot.env" in text
         assert "Environment=DAGSTER_HOME=" in text
