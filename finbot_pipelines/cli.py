@@ -825,6 +825,8 @@ def restore(ctx: click.Context, src: Path | None, force: bool, empty: bool, yes:
         click.echo(f"  kept the previous {p.name.split('.before-restore')[0]} as {p}")
     if restored.vault_restored:
         click.echo(f"restored the encrypted vault; {KEY_NOTE}")
+    if restored.manifest.with_users:
+        click.echo("restored the web app's users and API tokens (everyone signs in again)")
     try:
         load_config(paths.config)
     except ConfigError as exc:

@@ -361,6 +361,34 @@ def test_the_vault_only_when_asked_and_never_its_key(
     assert not any("secret.key" in str(p) for p in result.path.rglob("*"))
 
 
+def test_the_web_app_users_are_backed_up_without_sessions(
+    concurrent: Concurrent, tmp_path: Path
+) -> None:
+    from finbot_pipelines.warehouse.backup import restore_raw
+    from finbot_pipelines.web.users import UserStore
+
+    home = tmp_path / "home"
+    shutil.copytree(
+        concurrent.original, home, ignore=shutil.ignore_patterns("dagster", "dbt-target")
+    )
+    store = UserStore.open(HomePaths(home))
+    user = store.add_user("alice", "alice-password-5d1", profiles={"alice": "owner"})
+    sid, _ = store.create_session(user)
+    token = store.create_token("alice")
+    result = write_backup(HomePaths(home), tmp_path / "dest")
+    copy = result.path / "web" / "users.sqlite3"
+    assert (copy.stat().st_mode & 0o777) == 0o600
+    data = copy.read_bytes()
+    assert b"alice-password-5d1" not in data and token.split("_")[-1].encode() not in data
+    restored = tmp_path / "restored"
+    restore_raw(HomePaths(restored), result.path)
+    again = UserStore.open(HomePaths(restored))
+    assert again.verify_password("alice", "alice-password-5d1") is not None
+    assert again.grants_of(again.require_user("alice").id) == {"alice": "owner"}
+    assert again.token(token) is not None, "API tokens survive a restore"
+    assert again.session(sid) is None, "sessions do not: everyone signs in again"
+
+
 def test_the_default_directory_keeps_the_newest(concurrent: Concurrent, tmp_path: Path) -> None:
     home = tmp_path / "home"
     shutil.copytree(

@@ -9,6 +9,9 @@ renamed into place once complete (so a listed backup is never half-written):
     config/finbot.yaml     the configuration
     vault/vault.enc        only with `with_vault`: the vault, still encrypted. The key
                            (secret.key or FINBOT_SECRET_KEY) is never copied: keep it apart.
+    web/users.sqlite3      when the home has web app users: people, their argon2 password
+                           hashes, grants and hashed API tokens (sessions and sign-in
+                           failures are left out: a restored home signs everyone in anew)
 
 The marts are not backed up: a restore rebuilds them from the raw history through the
 normal pipeline (the `finbot_transform` job), so they equal the original's.
@@ -26,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +58,30 @@ KEY_NOTE = (
     "the vault key (secret.key or FINBOT_SECRET_KEY) is never copied into a backup: "
     "keep it apart, the vault cannot be read without it"
 )
+
+
+USERS_FILE = "web/users.sqlite3"
+
+
+def _users_file(paths: HomePaths) -> Path:
+    return paths.web / "users.sqlite3"
+
+
+def _copy_users(src: Path, dst: Path) -> None:
+    """A consistent copy of the web app's users file (SQLite's online backup, so a
+    sign-in writing meanwhile is either in it or not), without sessions and failures."""
+    source = sqlite3.connect(src, timeout=30)
+    target = sqlite3.connect(dst)
+    try:
+        source.backup(target)
+        target.execute("delete from sessions")
+        target.execute("delete from login_failures")
+        target.commit()
+        target.execute("vacuum")
+    finally:
+        target.close()
+        source.close()
+    os.chmod(dst, 0o600)
 
 
 class BackupError(RuntimeError):
@@ -164,6 +192,10 @@ def write_backup(
             (work / "vault").mkdir()
             shutil.copyfile(paths.vault, work / "vault" / "vault.enc")
             files["vault/vault.enc"] = {}
+        if _users_file(paths).exists():
+            (work / "web").mkdir()
+            _copy_users(_users_file(paths), work / USERS_FILE)
+            files[USERS_FILE] = {}
         for info in tables.values():
             files[info["file"]] = {"rows": info["rows"]}
         for rel, info in files.items():
@@ -260,6 +292,10 @@ class Manifest:
     @property
     def with_vault(self) -> bool:
         return "vault/vault.enc" in self.data["files"]
+
+    @property
+    def with_users(self) -> bool:
+        return USERS_FILE in self.data["files"]
 
 
 def verify_backup(src: Path) -> Manifest:
@@ -383,6 +419,7 @@ def restore_raw(paths: HomePaths, src: Path, *, force: bool = False) -> RestoreR
             _aside(paths.warehouse, "before-restore", stamp),
             _aside(paths.config, "before-restore", stamp),
             _aside(paths.vault, "before-restore", stamp) if manifest.with_vault else None,
+            _aside(_users_file(paths), "before-restore", stamp) if manifest.with_users else None,
         )
         if p is not None
     ]
@@ -414,6 +451,10 @@ def restore_raw(paths: HomePaths, src: Path, *, force: bool = False) -> RestoreR
     shutil.copyfile(manifest.path / "config" / "finbot.yaml", paths.config)
     if manifest.with_vault:
         shutil.copyfile(manifest.path / "vault" / "vault.enc", paths.vault)
+    if manifest.with_users:
+        paths.web.mkdir(mode=0o700, exist_ok=True)
+        shutil.copyfile(manifest.path / USERS_FILE, _users_file(paths))
+        os.chmod(_users_file(paths), 0o600)
     return RestoreResult(manifest, aside, manifest.with_vault)
 
 
