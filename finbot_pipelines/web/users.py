@@ -48,6 +48,8 @@ FAILURE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_NAME = 5
 MAX_FAILURES_PER_CLIENT = 20
 TOKEN_PREFIX = "fbt_"
+#: how precisely `users list` knows when a token was last used
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 _TOKEN_RE = re.compile(r"^fbt_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
@@ -181,12 +183,14 @@ class UserStore:
         return cls(paths.web / "users.sqlite3")
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction: ``write`` takes the write lock at once (no lost update);
+        a read takes none (WAL: readers never wait for a writer)."""
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             db.execute("pragma foreign_keys = on")
             db.execute("pragma busy_timeout = 30000")
-            db.execute("begin immediate")
+            db.execute("begin immediate" if write else "begin")
             try:
                 yield db
             except BaseException:
@@ -235,7 +239,7 @@ class UserStore:
         return user
 
     def get_user(self, name: str) -> User | None:
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute(
                 f"select {self._USER_COLS} from users where name = ?", [name]
             ).fetchone()
@@ -249,7 +253,7 @@ class UserStore:
         return user
 
     def list_users(self) -> list[User]:
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute(f"select {self._USER_COLS} from users order by name").fetchall()
         return [self._user(r) for r in rows]
 
@@ -276,7 +280,7 @@ class UserStore:
 
     def verify_password(self, name: str, password: str) -> User | None:
         """The user when ``password`` is theirs, else None (same cost for unknown names)."""
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute(
                 f"select {self._USER_COLS}, password_hash from users where name = ?", [name]
             ).fetchone()
@@ -318,7 +322,7 @@ class UserStore:
         return cur.rowcount > 0
 
     def grants_of(self, user_id: int) -> dict[str, Access]:
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute(
                 "select profile_id, access from grants where user_id = ? order by profile_id",
                 [user_id],
@@ -344,7 +348,7 @@ class UserStore:
     def session(self, sid: str) -> Session | None:
         if not sid or len(sid) > 200:
             return None
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute(
                 "select u.id, u.name, u.is_admin, u.created_at, u.password_changed_at, "
                 "s.csrf, s.expires_at from sessions s join users u on u.id = s.user_id "
@@ -385,16 +389,22 @@ class UserStore:
         m = _TOKEN_RE.match(raw or "")
         if not m:
             return None
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute(
                 "select u.id, u.name, u.is_admin, u.created_at, u.password_changed_at, "
-                "t.secret_hash, t.scope from tokens t join users u on u.id = t.user_id "
-                "where t.id = ?",
+                "t.secret_hash, t.scope, t.last_used_at from tokens t "
+                "join users u on u.id = t.user_id where t.id = ?",
                 [m.group(1)],
             ).fetchone()
-            if row is None or not hmac.compare_digest(str(row[5]), _sha256(raw)):
-                return None
-            db.execute("update tokens set last_used_at = ? where id = ?", [_ts(_now()), m.group(1)])
+        if row is None or not hmac.compare_digest(str(row[5]), _sha256(raw)):
+            return None
+        now = _now()
+        if row[7] is None or now - _dt(str(row[7])) >= TOKEN_USE_RESOLUTION:
+            # at most one write a minute per token: a script's requests never queue on it
+            with self._db() as db:
+                db.execute(
+                    "update tokens set last_used_at = ? where id = ?", [_ts(now), m.group(1)]
+                )
         scope: Scope = "write" if row[6] == "write" else "read"
         return self._user(row[:5]), scope, m.group(1)
 
@@ -407,7 +417,7 @@ class UserStore:
         if name is not None:
             sql += " where u.name = ?"
             params.append(name)
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute(sql + " order by u.name, t.created_at", params).fetchall()
         return [
             Token(
