@@ -421,7 +421,7 @@ def test_the_users_file_holds_no_secret(web: Web) -> None:
     assert (path.stat().st_mode & 0o777) == 0o600
     assert (path.parent.stat().st_mode & 0o777) == 0o700
     raw = b"".join(p.read_bytes() for p in path.parent.iterdir() if p.is_file())
-    for secret in [*PASSWORDS.values(), *(t.split("_")[-1] for t in web.tokens.values())]:
+    for secret in [*PASSWORDS.values(), *(t.split("_", 2)[2] for t in web.tokens.values())]:
         assert secret.encode() not in raw
     with sqlite3.connect(path) as db:
         hashes = [h for (h,) in db.execute("select password_hash from users")]

@@ -34,7 +34,7 @@ def test_users_commands_add_share_token_passwd_remove(home: Path) -> None:
     assert "alice (admin): alice (owner)" in listed
     assert "bruno: alice (view), bruno (owner)" in listed
     assert "'sheet': read, last used never" in listed
-    assert token not in listed and token.split("_")[-1] not in listed
+    assert token not in listed and token.split("_", 2)[2] not in listed
     store = UserStore.open(HomePaths(home))
     assert store.token(token) is not None
     assert store.verify_password("bruno", "pw-bruno-123") is not None
