@@ -451,3 +451,21 @@ def test_a_new_publish_is_seen_without_a_restart(web: Web, tmp_path: Path) -> No
         staged.replace(home / "finbot.duckdb")
         after = Decimal(c.get("/api/v1/profiles/bruno", headers=h).json()["net_worth"]["amount"])
     assert after == before + 1000
+
+
+def test_performance_by_period_kind_is_the_mart(web: Web, client: TestClient) -> None:
+    with _published(web.home) as con:
+        counts = dict(
+            con.execute(
+                "select period_kind, count(*) from marts.fct_performance "
+                "where profile_id = 'alice' and level = 'profile' group by 1"
+            ).fetchall()
+        )
+    assert set(counts) == {"trailing", "calendar_month", "calendar_year", "since_first"}
+    h = bearer(web, "alice")
+    for kind, n in counts.items():
+        r = client.get(f"/api/v1/profiles/alice/performance?period_kind={kind}", headers=h)
+        assert r.status_code == 200, r.text
+        assert len(r.json()) == n and {p["period_kind"] for p in r.json()} == {kind}
+    everything = client.get("/api/v1/profiles/alice/performance", headers=h).json()
+    assert len(everything) == sum(counts.values())

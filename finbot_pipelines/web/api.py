@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, Field
 
+from finbot_pipelines.providers.contract import TransactionKind
 from finbot_pipelines.web import actions, data
 from finbot_pipelines.web.auth import (
     SESSION_COOKIE,
@@ -31,19 +32,8 @@ Range = Literal["1d", "1w", "1m", "3m", "6m", "1y", "2y", "all"]
 Granularity = Literal["auto", "hour", "day", "week", "month"]
 Dimension = Literal["linked_account", "asset_class", "currency"]
 Level = Literal["profile", "linked_account"]
-PeriodKind = Literal["trailing", "ytd", "month", "year", "since_first"]
-Kind = Literal[
-    "deposit",
-    "withdrawal",
-    "transfer",
-    "buy",
-    "sell",
-    "dividend",
-    "interest",
-    "fee",
-    "tax",
-    "other",
-]
+#: fct_performance's period kinds (trailing: 1d..2y and ytd back from the end day)
+PeriodKind = Literal["trailing", "calendar_month", "calendar_year", "since_first"]
 
 
 def _utc(value: datetime) -> datetime:
@@ -633,7 +623,7 @@ def transactions(
     principal: Caller,
     state: State,
     account: Annotated[str | None, Query(description="a linked account id")] = None,
-    kind: Kind | None = None,
+    kind: TransactionKind | None = None,
     first_day: Annotated[date | None, Query(alias="from")] = None,
     last_day: Annotated[date | None, Query(alias="to")] = None,
     q: Annotated[

@@ -45,20 +45,6 @@ RANGES: dict[str, timedelta | None] = {
     "2y": timedelta(days=730),
     "all": None,
 }
-GRANULARITIES: tuple[str, ...] = ("auto", "hour", "day", "week", "month")
-DIMENSIONS: tuple[str, ...] = ("linked_account", "asset_class", "currency")
-TRANSACTION_KINDS: tuple[str, ...] = (
-    "deposit",
-    "withdrawal",
-    "transfer",
-    "buy",
-    "sell",
-    "dividend",
-    "interest",
-    "fee",
-    "tax",
-    "other",
-)
 
 
 class NotPublished(RuntimeError):
