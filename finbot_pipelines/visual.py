@@ -208,15 +208,15 @@ WINDOW_LABELS = {
     "ytd": "Year to date",
     "all": "All",
 }
+#: mart_linked_account_health's statuses (warehouse/report_data.py STATUS_*)
 STATUS_LABELS = {
     "ok": "Up to date",
     "stale": "Stale",
-    "failing": "Failing",
     "frozen": "Frozen",
-    "never_fetched": "Not fetched yet",
-    "never_succeeded": "Never succeeded",
-    "statement": "From statements",
-    "no_statement": "No statement yet",
+    "never succeeded": "Never succeeded",
+    "never fetched": "Not fetched yet",
+    "from statement": "From statements",
+    "no statement yet": "No statement yet",
 }
 
 
@@ -286,13 +286,26 @@ def known_locale(locale: str | None) -> str:
     return str(locale or "en_GB")
 
 
+#: what an amount reads as while the privacy switch is on
+MASK = "•••••"
+
+
 def money(
-    value: Any, ccy: str, locale: str = "en_GB", *, signed: bool = False, missing: str = "—"
+    value: Any,
+    ccy: str,
+    locale: str = "en_GB",
+    *,
+    signed: bool = False,
+    missing: str = "—",
+    mask: bool = False,
 ) -> str:
-    """``value`` in ``ccy`` as the locale writes it; ``signed``: a + on gains."""
+    """``value`` in ``ccy`` as the locale writes it; ``signed``: a + on gains; ``mask``:
+    the privacy switch is on (the amount is not written at all)."""
     v = _num(value)
     if v is None:
         return missing
+    if mask:
+        return MASK
     try:
         text = format_currency(v, ccy, locale=locale)
     except (UnknownLocaleError, ValueError):
@@ -300,10 +313,12 @@ def money(
     return ("+" + text) if signed and v > 0 else text
 
 
-def compact_money(value: Any, ccy: str, locale: str = "en_GB") -> str:
+def compact_money(value: Any, ccy: str, locale: str = "en_GB", *, mask: bool = False) -> str:
     v = _num(value)
     if v is None:
         return "—"
+    if mask:
+        return MASK
     if abs(v) < 1000:
         return money(v.quantize(Decimal(1)), ccy, locale).replace(".00", "").replace(",00", "")
     try:
@@ -442,6 +457,7 @@ def _line_svg(
     height: int,
     x_ticks: int,
     font: int,
+    mask: bool = False,
 ) -> str:
     pts = [(s, [(t, _num(v)) for t, v in s.points]) for s in series]
     values = [float(v) for _, ps in pts for _, v in ps if v is not None]
@@ -474,8 +490,8 @@ def _line_svg(
             f'<line x1="{_fmt_num(left)}" x2="{width - right}" y1="{yy}" y2="{yy}" '
             'stroke="currentColor" stroke-opacity="0.12"/>'
             f'<text x="{_fmt_num(left - 4)}" y="{yy}" dy="0.32em" text-anchor="end" '
-            f'fill="currentColor" fill-opacity="0.7">{esc(compact_money(tick, ccy, locale))}'
-            "</text>"
+            f'fill="currentColor" fill-opacity="0.7">'
+            f"{esc(compact_money(tick, ccy, locale, mask=mask))}</text>"
         )
     for tt, text in _time_ticks(t0, t1, x_ticks, locale):
         anchor = "start" if tt == t0 else ("end" if tt == t1 else "middle")
@@ -510,7 +526,7 @@ def _line_svg(
             lines = [hour_text(t, locale) if t.hour or t.minute else day_text(t, locale)]
             for (s, _), values_at in zip(pts, by_time, strict=True):
                 if t in values_at:
-                    lines.append(f"{s.name}: {money(values_at[t], ccy, locale)}")
+                    lines.append(f"{s.name}: {money(values_at[t], ccy, locale, mask=mask)}")
             out.append(
                 f'<rect class="hover" x="{_fmt_num(a)}" y="{top}" '
                 f'width="{_fmt_num(max(b - a, 0.5))}" '
@@ -532,12 +548,18 @@ def legend(items: Iterable[tuple[str, str]]) -> str:
 
 
 def line_chart(
-    series: Sequence[Series], *, ccy: str, locale: str = "en_GB", title: str, testid: str = ""
+    series: Sequence[Series],
+    *,
+    ccy: str,
+    locale: str = "en_GB",
+    title: str,
+    testid: str = "",
+    mask: bool = False,
 ) -> str:
     """A time chart of ``series`` on its own scale, wide and narrow, with its legend."""
     tid = f' data-testid="{esc(testid)}"' if testid else ""
-    wide = _line_svg(series, ccy, locale, title, 720, 260, 5, 12)
-    narrow = _line_svg(series, ccy, locale, title, 360, 220, 3, 11)
+    wide = _line_svg(series, ccy, locale, title, 720, 260, 5, 12, mask)
+    narrow = _line_svg(series, ccy, locale, title, 360, 220, 3, 11, mask)
     points = sum(1 for s in series for _ in s.points)
     return (
         f'<figure class="chart"{tid} data-points="{points}">'
@@ -547,7 +569,13 @@ def line_chart(
 
 
 def share_bars(
-    bars: Sequence[Bar], *, ccy: str, locale: str = "en_GB", title: str, testid: str = ""
+    bars: Sequence[Bar],
+    *,
+    ccy: str,
+    locale: str = "en_GB",
+    title: str,
+    testid: str = "",
+    mask: bool = False,
 ) -> str:
     """Buckets as rows: swatch and label, a bar as long as the share, the amount and the
     share. HTML rows (not one picture), so they wrap at any width."""
@@ -556,11 +584,12 @@ def share_bars(
     for b in bars:
         share = _num(b.share)
         pct = float(share) * 100 if share is not None else 0.0
-        tip = f"{b.label}: {money(b.value, ccy, locale)} ({percent(share, locale, signed=False)})"
+        amount = money(b.value, ccy, locale, mask=mask)
+        tip = f"{b.label}: {amount} ({percent(share, locale, signed=False)})"
         rows.append(
             f'<li data-key="{esc(b.key)}" title="{esc(tip)}">'
             f'<span class="bar-label">{esc(b.label)}</span>'
-            f'<span class="bar-value">{esc(money(b.value, ccy, locale))}</span>'
+            f'<span class="bar-value">{esc(money(b.value, ccy, locale, mask=mask))}</span>'
             f'<span class="bar-share">{esc(percent(share, locale, signed=False))}</span>'
             f'<svg class="bar" viewBox="0 0 100 6" preserveAspectRatio="none" aria-hidden="true">'
             f'<rect width="100" height="6" rx="1" fill="currentColor" fill-opacity="0.08"/>'
@@ -579,6 +608,7 @@ def _column_svg(
     width: int,
     height: int,
     font: int,
+    mask: bool = False,
 ) -> str:
     values = [float(v) for g in groups for k, _, _ in series if (v := _num(g.values.get(k)))]
     head = (
@@ -605,8 +635,8 @@ def _column_svg(
             f'<line x1="{_fmt_num(left)}" x2="{width - right}" y1="{yy}" y2="{yy}" '
             f'stroke="currentColor" stroke-opacity="{0.5 if tick == 0 else 0.12}"/>'
             f'<text x="{_fmt_num(left - 4)}" y="{yy}" dy="0.32em" text-anchor="end" '
-            f'fill="currentColor" fill-opacity="0.7">{esc(compact_money(tick, ccy, locale))}'
-            "</text>"
+            f'fill="currentColor" fill-opacity="0.7">'
+            f"{esc(compact_money(tick, ccy, locale, mask=mask))}</text>"
         )
     slot = plot_w / len(groups)
     bar_w = slot * 0.8 / max(len(series), 1)
@@ -623,7 +653,7 @@ def _column_svg(
                 f'<rect x="{_fmt_num(gx + j * bar_w)}" y="{_fmt_num(ya)}" '
                 f'width="{_fmt_num(bar_w * 0.92)}" height="{_fmt_num(max(yb - ya, 0.5))}" '
                 f'fill="{fill}"><title>{esc(g.label)}\n{esc(name)}: '
-                f"{esc(money(v, ccy, locale, signed=True))}</title></rect>"
+                f"{esc(money(v, ccy, locale, signed=True, mask=mask))}</title></rect>"
             )
         if i % label_every == 0:
             out.append(
@@ -642,12 +672,13 @@ def column_chart(
     locale: str = "en_GB",
     title: str,
     testid: str = "",
+    mask: bool = False,
 ) -> str:
     """Grouped columns around zero: ``series`` is (key, name, colour) with colour
     ``"sign"`` for green gains and red losses (market gain against contributions)."""
     tid = f' data-testid="{esc(testid)}"' if testid else ""
-    wide = _column_svg(groups, series, ccy, locale, title, 720, 240, 12)
-    narrow = _column_svg(groups[-6:], series, ccy, locale, title, 360, 220, 11)
+    wide = _column_svg(groups, series, ccy, locale, title, 720, 240, 12, mask)
+    narrow = _column_svg(groups[-6:], series, ccy, locale, title, 360, 220, 11, mask)
     swatches = [(n, GAIN if c == "sign" else c) for _, n, c in series]
     if any(c == "sign" for _, _, c in series):
         swatches = [(n, c) for n, c in swatches] + [("Loss", LOSS)]
