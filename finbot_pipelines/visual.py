@@ -358,6 +358,11 @@ def day_text(value: date | datetime, locale: str = "en_GB") -> str:
     return format_date(d, "d MMM y", locale=locale)
 
 
+def month_text(value: date | datetime, locale: str = "en_GB") -> str:
+    d = value.date() if isinstance(value, datetime) else value
+    return format_date(d, "MMM y", locale=locale)
+
+
 def hour_text(value: datetime, locale: str = "en_GB") -> str:
     return format_datetime(value, "d MMM y, HH:mm", locale=locale) + " UTC"
 
