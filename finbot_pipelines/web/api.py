@@ -448,7 +448,8 @@ def net_worth_history(
     granularity: Granularity = "auto",
 ) -> History:
     """Net worth, assets and liabilities over ``range`` back from the latest hour, one point
-    per ``granularity`` (the last valued hour of each period; auto: by the range)."""
+    per ``granularity`` (the last valued hour of each period; auto: by the range, then
+    finer while that gives fewer than 8 points)."""
     p, _ = _profile(state, principal, profile_id)
     with _cursor(state) as cur:
         used, rows = data.history(cur, profile_id, range, granularity)

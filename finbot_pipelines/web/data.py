@@ -219,13 +219,31 @@ def auto_granularity(range_: str) -> str:
     return "day"
 
 
+#: auto granularity falls back to a finer one while the range holds fewer points than this
+MIN_AUTO_POINTS = 8
+FINER = {"month": "week", "week": "day", "day": "hour"}
+
+
 def history(
     cur: duckdb.DuckDBPyConnection, profile_id: str, range_: str, granularity: str
 ) -> tuple[str, list[dict[str, Any]]]:
     """(granularity used, points): the last valued hour of each period of ``granularity``
-    within ``range_`` back from the latest hour, oldest first."""
-    if granularity == "auto":
-        granularity = auto_granularity(range_)
+    within ``range_`` back from the latest hour, oldest first. ``auto``: by the range
+    (hours up to a week, days up to a year, weeks beyond), then finer while that gives
+    fewer than MIN_AUTO_POINTS points (a young household's month is its hours)."""
+    if granularity != "auto":
+        return granularity, _history(cur, profile_id, range_, granularity)
+    used = auto_granularity(range_)
+    rows = _history(cur, profile_id, range_, used)
+    while len(rows) < MIN_AUTO_POINTS and used in FINER:
+        used = FINER[used]
+        rows = _history(cur, profile_id, range_, used)
+    return used, rows
+
+
+def _history(
+    cur: duckdb.DuckDBPyConnection, profile_id: str, range_: str, granularity: str
+) -> list[dict[str, Any]]:
     span = RANGES[range_]
     bucket = {
         "hour": "valuation_hour",
@@ -239,7 +257,7 @@ def history(
         else f"valuation_hour > (select max(valuation_hour) from p) - interval "
         f"{int(span.total_seconds())} second"
     )
-    rows = _rows(
+    return _rows(
         cur,
         f"""
         with p as (
@@ -253,7 +271,6 @@ def history(
         """,
         {"p": profile_id},
     )
-    return granularity, rows
 
 
 def holdings(cur: duckdb.DuckDBPyConnection, profile_id: str, hour: datetime) -> list[dict]:

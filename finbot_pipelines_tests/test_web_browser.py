@@ -1,0 +1,244 @@
+"""The web app in Debian's Chromium (Playwright), against `finbot web` running on a copy
+of the session's home: sign in, the dashboard's charts drawn, a range switch, the holdings
+drill-down, a phone width with no sideways scroll, dark mode, the privacy switch, and
+sign-out. Any request to another origin fails the test (the app works offline).
+
+It also takes the README's screenshots (docs/img/web-dashboard.png, web-phone.png; set
+FINBOT_SCREENSHOT_DIR to write them elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
+
+from finbot_pipelines.config.paths import HomePaths
+from finbot_pipelines.providers.browser import LAUNCH_ARGS, chromium_executable
+from finbot_pipelines.web.users import UserStore
+from finbot_pipelines_tests.conftest import BuiltHome, wait_for
+from finbot_pipelines_tests.test_ui import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "alice-browser-pw"
+PAGES = ("", "/holdings", "/accounts", "/transactions")
+
+
+@dataclass
+class Server:
+    base: str
+    home: Path
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def server(built_home: BuiltHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    assert built_home.run_success
+    root = tmp_path_factory.mktemp("browser")
+    home = root / "home"
+    shutil.copytree(
+        built_home.home, home, ignore=shutil.ignore_patterns("dagster", "warehouse.duckdb*")
+    )
+    store = UserStore.open(HomePaths(home))
+    store.add_user("alice", PASSWORD, profiles={"alice": "owner", "bruno": "view"})
+    port = free_port()
+    log = root / "web.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finbot_pipelines.cli", "--home", str(home), "web",
+             "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/login", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, "finbot web to answer", deadline_s=120)
+        yield Server(base, home, log)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=chromium_executable(), headless=True, args=list(LAUNCH_ARGS)
+        )
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Offline:
+    """Every request the pages make; any to another origin is a failure."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.outside: list[str] = []
+
+    def __call__(self, request: Request) -> None:
+        if not request.url.startswith(self.base) and not request.url.startswith("data:"):
+            self.outside.append(request.url)
+
+
+def _context(browser: Browser, server: Server, **kwargs: object) -> tuple[BrowserContext, Offline]:
+    context = browser.new_context(**kwargs)  # type: ignore[arg-type]
+    seen = Offline(server.base)
+    context.on("request", seen)
+    return context, seen
+
+
+def _sign_in(page: Page, server: Server) -> None:
+    page.goto(f"{server.base}/p/alice")
+    assert "/login" in page.url, "a page asks to sign in first"
+    page.fill("input[name=name]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("[data-testid=sign-in]")
+    page.wait_for_selector("[data-testid=net-worth]")
+    assert page.url.endswith("/p/alice"), "back to the page asked for"
+
+
+def _net_worth(server: Server) -> Decimal:
+    con = duckdb.connect(str(server.home / "finbot.duckdb"), read_only=True)
+    try:
+        con.execute("set file_search_path = ?", [str(server.home)])
+        row = con.execute(
+            "select net_worth from marts.fct_profile_valuation_hourly where profile_id = 'alice' "
+            "order by valuation_hour desc limit 1"
+        ).fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return Decimal(row[0])
+
+
+def _screenshots() -> Path:
+    target = Path(os.environ.get("FINBOT_SCREENSHOT_DIR") or ROOT / "docs" / "img")
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _drawn_lines(page: Page, testid: str) -> list[float]:
+    """Heights (px) of the visible polylines of a chart: drawn means taller than flat."""
+    heights: list[float] = []
+    for line in page.locator(f"[data-testid={testid}] polyline").all():
+        if line.is_visible():
+            box = line.bounding_box()
+            if box:
+                heights.append(box["height"])
+    return heights
+
+
+def test_dashboard_drill_down_and_sign_out(browser: Browser, server: Server) -> None:
+    context, seen = _context(browser, server, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _sign_in(page, server)
+    nw = _net_worth(server)
+    shown = page.locator("[data-testid=net-worth] .amount")
+    assert Decimal(shown.get_attribute("data-value") or "") == nw
+    assert shown.inner_text() == f"{'-' if nw < 0 else ''}£{abs(nw):,.2f}"
+    # the net worth chart, on its own scale, is drawn: its line is not flat
+    heights = _drawn_lines(page, "net-worth-chart")
+    assert heights and max(heights) > 40, heights
+    assert _drawn_lines(page, "assets-liabilities-chart")
+    assert page.locator("[data-testid=distribution-asset] li").count() >= 2
+    page.locator("[data-testid=net-worth-chart]").scroll_into_view_if_needed()
+    page.screenshot(path=str(_screenshots() / "web-dashboard.png"))
+    # a range button redraws the history for that range
+    before = page.get_attribute("[data-testid=net-worth-chart]", "data-points")
+    page.click("[data-testid=range-1w]")
+    page.wait_for_url(re.compile(r"range=1w"))
+    assert page.get_attribute("[data-testid=range-1w]", "aria-current") == "true"
+    assert page.get_attribute("[data-testid=net-worth-chart]", "data-points")
+    assert before is not None
+    # drill down: open an account in the holdings, see its sub-accounts and items
+    page.click("[data-testid=nav-holdings]")
+    node = page.locator("[data-testid=node-a-bank]")
+    sub = node.locator("li.sub_account").first
+    assert not sub.is_visible()
+    node.locator("summary").first.click()
+    sub.wait_for(state="visible")
+    sub.locator("summary").first.click()
+    node.locator("li.item").first.wait_for(state="visible")
+    # and an account's own page
+    node.locator("a[href='/accounts/a-bank']").click()
+    page.wait_for_selector("text=Latest transactions")
+    # sign out: the session is gone, a page asks to sign in again
+    page.click("[data-testid=sign-out]")
+    page.wait_for_url(re.compile(r"/login"))
+    page.goto(f"{server.base}/p/alice")
+    assert "/login" in page.url
+    assert not errors, errors
+    assert not seen.outside, seen.outside
+    context.close()
+
+
+def test_phone_width_dark_mode_and_privacy(browser: Browser, server: Server) -> None:
+    context, seen = _context(
+        browser,
+        server,
+        viewport={"width": 390, "height": 844},
+        color_scheme="dark",
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
+    page = context.new_page()
+    _sign_in(page, server)
+    bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert bg == "rgb(13, 17, 23)", "the system's dark mode is followed"
+    for profile in ("alice", "bruno"):
+        for suffix in (*PAGES, "?range=all&dim=linked_account"):
+            page.goto(f"{server.base}/p/{profile}{suffix}")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, (profile, suffix, width)
+    for path in ("/settings", "/accounts/a-bank"):
+        page.goto(server.base + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    page.goto(f"{server.base}/p/alice")
+    # the narrow chart is the one shown, and it is drawn
+    assert page.locator("[data-testid=net-worth-chart] .chart-narrow").is_visible()
+    assert not page.locator("[data-testid=net-worth-chart] .chart-wide").is_visible()
+    assert _drawn_lines(page, "net-worth-chart")
+    page.screenshot(path=str(_screenshots() / "web-phone.png"))
+    # the privacy switch hides every amount, and the choice is kept
+    page.click("[data-testid=privacy-switch]")
+    page.wait_for_selector("[data-testid=privacy-switch][aria-pressed=true]")
+    text = page.inner_text("main")
+    assert "•••••" in text and not re.search(r"£\s?\d", text), "no amount is written"
+    page.goto(f"{server.base}/p/alice/holdings")
+    assert not re.search(r"£\s?\d", page.inner_text("main"))
+    page.click("[data-testid=privacy-switch]")
+    page.wait_for_selector("[data-testid=privacy-switch][aria-pressed=false]")
+    assert re.search(r"£\d", page.inner_text("main"))
+    # dark mode chosen in settings wins over the system
+    page.goto(f"{server.base}/settings")
+    page.check("[data-testid=theme-light]")
+    page.click("[data-testid=save-display]")
+    page.wait_for_load_state()
+    bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert bg == "rgb(246, 247, 249)", bg
+    assert not seen.outside, seen.outside
+    context.close()
