@@ -46,6 +46,7 @@ from starlette.datastructures import FormData
 from finbot_pipelines import numbers
 from finbot_pipelines.cli_accounts import AddAccountError, AddedAccount, add_account
 from finbot_pipelines.config.paths import HomePaths
+from finbot_pipelines.config.vault import Vault, VaultError
 from finbot_pipelines.providers import registry
 from finbot_pipelines.providers.base import CredentialField, ProviderSpec
 from finbot_pipelines.providers.contract import ProviderError
@@ -486,7 +487,11 @@ def _plaid_form(
         profile_id=profile_id,
         environments=PLAID_ENVIRONMENTS,
         sandbox_institution=SANDBOX_INSTITUTION_ID,
-        values={"environment": "production", "institution_id": SANDBOX_INSTITUTION_ID, **values},
+        values={
+            "environment": "production",
+            "institution_id": SANDBOX_INSTITUTION_ID,
+            **{k: v for k, v in values.items() if v},
+        },
         error=error,
         error_field=error_field,
     )
@@ -631,6 +636,10 @@ async def plaid_start(request: Request, profile_id: str) -> Response:
         return refuse(
             f"a linked account '{account_id}' already exists: choose another id", "id", 409
         )
+    try:
+        Vault.open(state.paths.home)  # before Plaid is asked: the access token must be kept
+    except VaultError as exc:
+        return refuse(str(exc), None, 500)
     if values["test_institution"]:
         if environment != "sandbox":
             return refuse(
