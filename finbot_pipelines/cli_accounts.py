@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import click
 import yaml
@@ -296,6 +297,49 @@ def accounts_add(
     )
 
 
+class AddAccountError(Exception):
+    """Adding a linked account was refused or failed. ``message`` says why and never quotes
+    a credential; ``code`` is the CLI's exit status (2: bad input, 1: the provider refused or
+    the test fetch failed); ``field``: the input it names, when one; ``kept_as``: the vault
+    entry holding claimed credentials kept after a failed test fetch (the account was not
+    added; add it again with ``stored=True``)."""
+
+    def __init__(
+        self,
+        message: str,
+        code: int = 2,
+        *,
+        field: str | None = None,
+        kind: str | None = None,
+        kept_as: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.field = field
+        #: a stable name of the refusal the web words its own way (e.g. ``exists``)
+        self.kind = kind
+        self.kept_as = kept_as
+
+
+class Say(Protocol):
+    """Where progress lines go (``click.echo`` in the CLI): ``err`` for warnings."""
+
+    def __call__(self, message: str, *, err: bool = False) -> Any: ...
+
+
+@dataclass(frozen=True)
+class AddedAccount:
+    """A linked account added to the config: what the test fetch found (None for a
+    provider that is never fetched) and its vault entry (None without credentials)."""
+
+    account: LinkedAccount
+    snapshot: Snapshot | None
+    credentials_name: str | None
+    stored: bool
+    attempts: int = 0
+
+
 def _setup_credentials(
     spec: ProviderSpec,
     options: Mapping[str, Any],
@@ -308,24 +352,25 @@ def _setup_credentials(
     inputs = get_inputs(fields)
     missing = [f.name for f in fields if f.required and f.name not in inputs]
     if missing:
-        _fail(f"missing field(s): {', '.join(missing)}")
+        raise AddAccountError(f"missing field(s): {', '.join(missing)}", field=missing[0])
     try:
         parsed = setup.inputs.model_validate(inputs)
     except ValidationError as exc:
         issues = describe_errors(exc, setup.inputs, show_input=False)
         text = "; ".join(f"{format_path('', i.path)}: {i.message}" for i in issues)
-        _fail(f"invalid input: {text}")
-        raise  # unreachable
+        first = format_path("", issues[0].path) if issues else None
+        raise AddAccountError(f"invalid input: {text}", field=first or None) from None
     try:
         parsed_options = spec.parse_options(options)
         return setup.load()(parsed, parsed_options)
     except ProviderError as exc:
         note = f" ({setup.note})" if setup.note else ""
-        _fail(f"nothing was saved: {exc}{note}", 1)
-        raise  # unreachable
+        raise AddAccountError(
+            f"nothing was saved: {exc}{note}", 1, field=fields[0].name if fields else None
+        ) from None
 
 
-def add_linked_account(
+def add_account(
     paths: HomePaths,
     provider_id: str,
     account_id: str,
@@ -336,24 +381,38 @@ def add_linked_account(
     get_credentials: Callable[[tuple[CredentialField, ...]], dict[str, str]],
     *,
     stored: bool = False,
-) -> None:
+    say: Say,
+) -> AddedAccount:
     """Validate the new account, get its credentials, fetch once, then save vault and config.
 
     With the provider's ``setup`` (simplefin), ``get_credentials`` is asked for its inputs
     and the setup turns them into credentials; ``stored``: the vault entry exists already
-    and is used as it is."""
-    cfg = _load(paths)
+    and is used as it is. Progress lines go to ``say``; a refusal or failure raises
+    :class:`AddAccountError` (nothing saved, except claimed credentials: ``kept_as``)."""
+    try:
+        cfg = load_config(paths.config)
+    except ConfigError as exc:
+        raise AddAccountError(str(exc)) from None
     try:
         spec = registry.get_spec(provider_id)
     except ProviderError as exc:
-        _fail(str(exc))
+        raise AddAccountError(str(exc), field="provider") from None
     if registry.is_retired(provider_id):
-        _fail(f"provider '{provider_id}' is retired: {spec.description}")
+        raise AddAccountError(
+            f"provider '{provider_id}' is retired: {spec.description}", field="provider"
+        )
     if any(a.id == account_id for a in cfg.linked_accounts):
-        _fail(f"a linked account '{account_id}' already exists in {paths.config}")
+        raise AddAccountError(
+            f"a linked account '{account_id}' already exists in {paths.config}",
+            field="id",
+            kind="exists",
+        )
     if profile_id is None:
         if len(cfg.profiles) != 1:
-            _fail(f"--profile is required (profiles: {', '.join(cfg.profile_ids())})")
+            raise AddAccountError(
+                f"--profile is required (profiles: {', '.join(cfg.profile_ids())})",
+                field="profile",
+            )
         profile_id = cfg.profiles[0].id
     fields = spec.credential_fields
     secret_name = (credentials_name or account_id) if fields else None
@@ -370,14 +429,28 @@ def add_linked_account(
     try:
         new_cfg = parse_config(yaml.safe_dump(data, sort_keys=False), paths.config)
     except ConfigError as exc:
-        _fail("invalid linked account: " + "; ".join(f"{i.field}: {i.message}" for i in exc.issues))
-    vault = _vault(paths) if secret_name else None
+        raise AddAccountError(
+            "invalid linked account: " + "; ".join(f"{i.field}: {i.message}" for i in exc.issues),
+            field=_account_field(exc.issues[0].field) if exc.issues else None,
+        ) from None
+    vault: Vault | None = None
+    if secret_name:
+        try:
+            vault = Vault.open(paths.home)
+        except VaultError as exc:
+            raise AddAccountError(str(exc)) from None
     if stored and (vault is None or secret_name not in vault):
-        _fail(f"--stored-credentials: the vault has no entry named '{secret_name}'")
+        raise AddAccountError(
+            f"--stored-credentials: the vault has no entry named '{secret_name}'",
+            field="credentials_name",
+            kind="no_stored_entry",
+        )
     if not stored and vault is not None and secret_name in vault:
-        _fail(
+        raise AddAccountError(
             f"the vault already has a secret named '{secret_name}' (use --credentials-name, "
-            "or --stored-credentials to use it)"
+            "or --stored-credentials to use it)",
+            field="credentials_name",
+            kind="vault_entry_exists",
         )
     creds: dict[str, str] = {}
     claimed = False
@@ -385,7 +458,7 @@ def add_linked_account(
         try:
             creds = {str(k): str(v) for k, v in vault.get_json(secret_name).items()}
         except VaultError as exc:
-            _fail(str(exc))
+            raise AddAccountError(str(exc)) from None
     elif fields and spec.setup is not None:
         creds = _setup_credentials(spec, options, get_credentials)
         claimed = True
@@ -394,20 +467,26 @@ def add_linked_account(
     if fields:
         missing = [f.name for f in fields if f.required and f.name not in creds]
         if missing:
-            _fail(f"missing credential field(s): {', '.join(missing)}")
+            raise AddAccountError(
+                f"missing credential field(s): {', '.join(missing)}", field=missing[0]
+            )
         try:
             spec.parse_credentials(creds)
         except CredentialsError as exc:
-            _fail(f"invalid credentials: {exc}")
+            raise AddAccountError(f"invalid credentials: {exc}") from None
+    snapshot: Snapshot | None = None
+    attempts = 0
     if spec.fetched:
-        click.echo(f"testing '{account_id}' with one real fetch ...")
+        say(f"testing '{account_id}' with one real fetch ...")
         outcome = test_fetch(paths, new_cfg, provider_id, account_id, profile_id, options, creds)
+        kept: str | None = None
         if outcome.snapshot is None and claimed and vault is not None and secret_name:
             # the setup cannot be done again (a SimpleFIN setup token works once): keep what
             # it gave, so that fixing the cause does not need a new token
             try:
                 vault.set(secret_name, json.dumps(creds), replace=False)
-                click.echo(
+                kept = secret_name
+                say(
                     f"finbot: the claimed credentials are kept in the vault as '{secret_name}' "
                     "(the account was not added); once the cause below is fixed: "
                     f"`finbot accounts add {provider_id} --id {account_id} "
@@ -415,30 +494,43 @@ def add_linked_account(
                     err=True,
                 )
             except VaultError as exc:
-                click.echo(f"finbot: the claimed credentials could not be kept: {exc}", err=True)
-        _report(outcome)
+                say(f"finbot: the claimed credentials could not be kept: {exc}", err=True)
+        if outcome.snapshot is None:
+            raise AddAccountError(
+                f"the test fetch failed after {outcome.attempts} attempt(s): "
+                f"{outcome.error_code}: {outcome.error_message}",
+                1,
+                kind="test_fetch_failed",
+                kept_as=kept,
+            )
+        snapshot = outcome.snapshot
+        attempts = outcome.attempts
+        say(f"fetched {len(snapshot.sub_accounts)} sub-account(s):")
+        for line in summarise(snapshot):
+            say(line)
     else:
-        click.echo(
+        say(
             f"'{account_id}' ({provider_id}) is never fetched: drop its statement files into "
             f"{paths.inbox / account_id}/ (the inbox sensor lands them) or run "
             f"`finbot import FILE... --account {account_id}`"
         )
-    undo: Callable[[], None] | None = None
+    saved_in: Vault | None = None
     if vault is not None and secret_name and not stored:
         try:
             vault.set(secret_name, json.dumps(creds), replace=False)
         except VaultError as exc:
-            _fail(f"nothing was saved: {exc}")
+            raise AddAccountError(f"nothing was saved: {exc}") from None
         saved_in = vault
-
-        def undo() -> None:
+    try:
+        edited = editing.edit_config(paths.config, editing.add_account(account))
+    except (ConfigError, editing.EditRefused, LockTimeout) as exc:
+        if saved_in is not None and secret_name:
             try:
                 saved_in.remove(secret_name)
-            except VaultError as exc:
-                click.echo(f"finbot: could not take '{secret_name}' back out of the vault: {exc}")
-
-    _edit(paths, editing.add_account(account), undo)
-    click.echo(
+            except VaultError as undo_exc:
+                say(f"finbot: could not take '{secret_name}' back out of the vault: {undo_exc}")
+        raise AddAccountError(f"the change was not saved: {exc}") from None
+    say(
         f"added linked account '{account_id}' ({provider_id}) to {paths.config}"
         + (
             f"; credentials {'read from' if stored else 'stored in'} the vault as '{secret_name}'"
@@ -447,6 +539,46 @@ def add_linked_account(
         )
         + ". Reload the code location in the Dagster UI to see its asset."
     )
+    added = next(a for a in edited.linked_accounts if a.id == account_id)
+    return AddedAccount(added, snapshot, secret_name, stored, attempts)
+
+
+def _account_field(path: str) -> str | None:
+    """``linked_accounts[4].options.scale`` -> ``options.scale`` (the form's name of it)."""
+    head, sep, rest = path.partition("].")
+    if not sep or not head.startswith("linked_accounts["):
+        return None
+    return rest or None
+
+
+def add_linked_account(
+    paths: HomePaths,
+    provider_id: str,
+    account_id: str,
+    profile_id: str | None,
+    name: str | None,
+    options: dict[str, Any],
+    credentials_name: str | None,
+    get_credentials: Callable[[tuple[CredentialField, ...]], dict[str, str]],
+    *,
+    stored: bool = False,
+) -> None:
+    """:func:`add_account` for the CLI: progress on stdout, a refusal exits with its code."""
+    try:
+        add_account(
+            paths,
+            provider_id,
+            account_id,
+            profile_id,
+            name,
+            options,
+            credentials_name,
+            get_credentials,
+            stored=stored,
+            say=click.echo,
+        )
+    except AddAccountError as exc:
+        _fail(exc.message, exc.code)
 
 
 @accounts.group("link")

@@ -883,7 +883,7 @@ def test_no_canary_in_the_web_app_pages_api_or_logs(echo_world: EchoWorld, tmp_p
     import httpx
     from fastapi.routing import APIRoute
 
-    from finbot_pipelines.web import api, pages
+    from finbot_pipelines.web import api, linking, pages
     from finbot_pipelines.web.users import UserStore
     from finbot_pipelines_tests.conftest import wait_for
     from finbot_pipelines_tests.pg import free_port
@@ -925,7 +925,7 @@ def test_no_canary_in_the_web_app_pages_api_or_logs(echo_world: EchoWorld, tmp_p
             assert signed.status_code in (200, 303), signed.text
             headers = {"Authorization": f"Bearer {token}"}
             accounts = [a for a in EXPECTED_FAILURES] + ["cash"]
-            for route in [*api.router.routes, *pages.router.routes]:
+            for route in [*api.router.routes, *linking.router.routes, *pages.router.routes]:
                 if not isinstance(route, APIRoute) or "GET" not in route.methods:
                     continue
                 for account in accounts if "{account_id}" in route.path else [None]:

@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from finbot_pipelines.config.paths import HomePaths
-from finbot_pipelines.web import api, pages
+from finbot_pipelines.web import api, linking, pages
 from finbot_pipelines.web.app import create_app
 from finbot_pipelines.web.users import MAX_FAILURES_PER_NAME, UserStore
 from finbot_pipelines_tests.conftest import BuiltHome
@@ -230,7 +230,7 @@ def _routes(client: TestClient) -> list[tuple[str, str]]:
     """(method, path template) of every route of the app's API and pages (the OpenAPI
     document's operations are among them)."""
     out = []
-    for route in [*api.router.routes, *pages.router.routes]:
+    for route in [*api.router.routes, *linking.router.routes, *pages.router.routes]:
         if not isinstance(route, APIRoute):
             continue
         for method in sorted(route.methods - {"HEAD", "OPTIONS"}):

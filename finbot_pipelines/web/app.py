@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from finbot_pipelines import __version__
 from finbot_pipelines.config.paths import HomePaths
-from finbot_pipelines.web import api, pages
+from finbot_pipelines.web import api, linking, pages
 from finbot_pipelines.web.data import NotPublished
 from finbot_pipelines.web.pages import STATIC_DIR
 from finbot_pipelines.web.state import WebState
@@ -59,6 +59,7 @@ def create_app(paths: HomePaths) -> FastAPI:
         return pages.not_published_page(request, exc)
 
     app.include_router(api.router)
+    app.include_router(linking.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
