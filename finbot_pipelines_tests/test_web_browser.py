@@ -9,6 +9,7 @@ FINBOT_SCREENSHOT_DIR to write them elsewhere).
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -25,9 +26,11 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
 
 from finbot_pipelines.config.paths import HomePaths
+from finbot_pipelines.config.vault import Vault, init_key_file
 from finbot_pipelines.providers.browser import LAUNCH_ARGS, chromium_executable
 from finbot_pipelines.web.users import UserStore
 from finbot_pipelines_tests.conftest import BuiltHome, wait_for
+from finbot_pipelines_tests.fakes.simplefin_server import FakeSimplefin, examples, without_source
 from finbot_pipelines_tests.test_ui import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +53,7 @@ def server(built_home: BuiltHome, tmp_path_factory: pytest.TempPathFactory) -> I
     shutil.copytree(
         built_home.home, home, ignore=shutil.ignore_patterns("dagster", "warehouse.duckdb*")
     )
+    init_key_file(home)  # the built home's accounts have no credentials: no vault key yet
     store = UserStore.open(HomePaths(home))
     store.add_user("alice", PASSWORD, profiles={"alice": "owner", "bruno": "view"})
     port = free_port()
@@ -240,5 +244,38 @@ def test_phone_width_dark_mode_and_privacy(browser: Browser, server: Server) -> 
     page.wait_for_load_state()
     bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert bg == "rgb(246, 247, 249)", bg
+    assert not seen.outside, seen.outside
+    context.close()
+
+
+def test_adding_a_simplefin_account_in_the_browser(browser: Browser, server: Server) -> None:
+    """The add-account form, with a one-time SimpleFIN setup token from the local fake:
+    the app claims it, test-fetches the fake's published example accounts, keeps the
+    access URL in the vault and shows the new account on the accounts page."""
+    context, seen = _context(browser, server, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    _sign_in(page, server)
+    account_set = without_source(copy.deepcopy(examples()["v2_account_set"]))
+    with FakeSimplefin() as fake:
+        fake.state.account_set = account_set
+        token = fake.setup_token()
+        page.click("[data-testid=nav-accounts]")
+        page.click("[data-testid=add-account]")
+        page.select_option("[data-testid=provider-select]", "simplefin")
+        page.click("[data-testid=choose-provider]")
+        page.fill("[data-testid=account-id]", "sf-browser")
+        page.fill("[data-testid=account-name]", "Bank via SimpleFIN")
+        page.fill("[data-testid=cred-setup_token]", token)
+        page.click("[data-testid=add-account-submit]")
+        page.wait_for_selector("[data-testid=added-account-id]", timeout=120_000)
+        assert page.inner_text("[data-testid=added-account-id]").strip() == "sf-browser"
+        rows = page.locator("[data-testid=added-sub-account]").count()
+        assert rows == len(account_set["accounts"])
+        assert token not in page.content() and fake.access_url not in page.content()
+        assert Vault.open(server.home).get_json("sf-browser") == {"access_url": fake.access_url}
+    page.goto(f"{server.base}/p/alice/accounts")
+    card = page.locator("[data-testid=account-sf-browser]")
+    assert card.is_visible() and "Bank via SimpleFIN" in card.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert not seen.outside, seen.outside
     context.close()

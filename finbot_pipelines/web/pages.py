@@ -89,7 +89,18 @@ def render(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    ctx = {"principal": principal, "csrf": principal.csrf if principal else None, **context}
+    """A page; a signed-in page also gets what the header needs (the caller's profiles,
+    their display preferences, the page's own address)."""
+    ctx: dict[str, Any] = {
+        "principal": principal,
+        "csrf": principal.csrf if principal else None,
+        "prefs": _prefs(request),
+        "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        "label": visual.label,
+    }
+    if principal is not None:
+        ctx["profiles"] = state_of(request).visible_profiles(principal)
+    ctx.update(context)
     return templates.TemplateResponse(request, template, ctx, status_code=status_code)
 
 
@@ -222,20 +233,15 @@ def _page(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    state = state_of(request)
     return render(
         request,
         template,
         principal,
         status_code,
         profile=profile,
-        profiles=state.visible_profiles(principal),
         can_write=bool(profile and principal.can_write(profile.id)),
         fmt=fmt,
         section=section,
-        prefs=_prefs(request),
-        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-        label=visual.label,
         **context,
     )
 
