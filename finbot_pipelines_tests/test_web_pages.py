@@ -377,3 +377,11 @@ def test_account_actions_from_the_accounts_page(site: Site, client: TestClient) 
     r = client.post("/accounts/a-bank/test", data={"csrf": csrf_of(r.text)})
     assert r.status_code == 200 and "the test fetch worked" in r.text
     client.cookies.clear()
+
+
+def test_no_telemetry_whatever_the_environment(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FastAPI's own OpenTelemetry instrumentation stays off even when the environment
+    asks for it: nothing about a household's requests is exported."""
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
+    app = create_app(site.paths)
+    assert app._native_telemetry.enabled() is False

@@ -35,6 +35,16 @@ def create_app(paths: HomePaths) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url=None,  # Swagger UI would load scripts from a CDN: the app stays offline
         redoc_url=None,
+        # FastAPI's OpenTelemetry instrumentation stays off whatever the environment says
+        # (FASTAPI_OTEL_AUTO_CONFIGURE, a global provider): request paths, ids and errors
+        # of a household's finances are not exported anywhere
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
     )
     app.state.finbot = WebState.open(paths)
 
