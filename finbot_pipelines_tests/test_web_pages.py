@@ -385,3 +385,50 @@ def test_no_telemetry_whatever_the_environment(site: Site, monkeypatch: pytest.M
     monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
     app = create_app(site.paths)
     assert app._native_telemetry.enabled() is False
+
+
+def _answer_cache(client: TestClient) -> Any:
+    from finbot_pipelines.web.cache import AnswerCache
+
+    stack = client.app.middleware_stack  # type: ignore[attr-defined]
+    while stack is not None and not isinstance(stack, AnswerCache):
+        stack = getattr(stack, "app", None)
+    assert stack is not None, "the app keeps its API answers"
+    return stack
+
+
+def test_kept_answers_follow_tokens_shares_and_the_config(site: Site, client: TestClient) -> None:
+    """A kept answer is replayed only to the same caller with the same grants, and never
+    outlives a revoked token, a withdrawn share or a config edit."""
+    token = site.store.create_token("dave", label="cache")
+    h = {"Authorization": f"Bearer {token}"}
+    client.get("/p/alice")  # builds the middleware stack
+    cache = _answer_cache(client)
+    first = client.get("/api/v1/profiles/alice/accounts", headers=h)
+    assert first.status_code == 200
+    hits = cache.hits
+    again = client.get("/api/v1/profiles/alice/accounts", headers=h)
+    assert again.content == first.content and cache.hits == hits + 1
+    assert again.headers["content-security-policy"] == first.headers["content-security-policy"]
+    # a config edit (alice freezes a-bank) is seen at once
+    sign_in(client, "alice")
+    page = client.get("/p/alice/accounts")
+    client.post("/accounts/a-bank/freeze", data={"csrf": csrf_of(page.text)})
+    client.cookies.clear()
+    frozen = {
+        a["id"]: a["frozen"]
+        for a in client.get("/api/v1/profiles/alice/accounts", headers=h).json()
+    }
+    assert frozen["a-bank"] is True
+    sign_in(client, "alice")
+    page = client.get("/p/alice/accounts")
+    client.post("/accounts/a-bank/unfreeze", data={"csrf": csrf_of(page.text)})
+    client.cookies.clear()
+    # a withdrawn share: 404 at once
+    site.store.revoke("dave", "alice")
+    assert client.get("/api/v1/profiles/alice/accounts", headers=h).status_code == 404
+    site.store.grant("dave", "alice", "view")
+    assert client.get("/api/v1/profiles/alice/accounts", headers=h).status_code == 200
+    # a revoked token: 401 at once
+    site.store.revoke_token(token.split("_")[1], user_name="dave")
+    assert client.get("/api/v1/profiles/alice/accounts", headers=h).status_code == 401

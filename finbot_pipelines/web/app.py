@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from finbot_pipelines import __version__
 from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.web import api, linking, pages
+from finbot_pipelines.web.cache import AnswerCache
 from finbot_pipelines.web.data import NotPublished
 from finbot_pipelines.web.pages import STATIC_DIR
 from finbot_pipelines.web.state import WebState
@@ -61,6 +62,9 @@ def create_app(paths: HomePaths) -> FastAPI:
         if not request.url.path.startswith("/static/"):
             h.setdefault("Cache-Control", "no-store")
         return response
+
+    # outermost: a kept answer is replayed with the headers it was first sent with
+    app.add_middleware(AnswerCache, state=lambda: app.state.finbot)
 
     @app.exception_handler(NotPublished)
     async def not_published(request: Request, exc: NotPublished) -> Response:
