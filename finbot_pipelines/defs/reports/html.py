@@ -210,9 +210,11 @@ def _points(frame: pd.DataFrame, column: str) -> list[tuple[datetime, Any]]:
     ]
 
 
-def sample_hours(hours: Sequence[Any], latest: Any, back: timedelta | None) -> list[pd.Timestamp]:
-    """The hours a history chart of range ``back`` draws: at most MAX_POINTS, the last of
-    each equal bucket counted back from ``latest`` (so the latest hour is always drawn);
+def sample_hours(
+    hours: Sequence[Any], latest: Any, back: timedelta | None, max_points: int = MAX_POINTS
+) -> list[pd.Timestamp]:
+    """The hours a history chart of range ``back`` draws: at most ``max_points``, the last
+    of each equal bucket counted back from ``latest`` (so the latest hour is always drawn);
     buckets of whole days once they are longer than a day."""
     end = pd.Timestamp(latest)
     ts = sorted({pd.Timestamp(h) for h in hours})
@@ -221,7 +223,7 @@ def sample_hours(hours: Sequence[Any], latest: Any, back: timedelta | None) -> l
     if not ts:
         return []
     span_h = max((end - ts[0]) / pd.Timedelta(hours=1), 1.0)
-    bucket_h = max(1, math.ceil(span_h / MAX_POINTS))
+    bucket_h = max(1, math.ceil((span_h + 1) / max_points))
     if bucket_h > 24:
         bucket_h = 24 * math.ceil(bucket_h / 24)
     chosen: dict[int, pd.Timestamp] = {}
@@ -247,53 +249,55 @@ def _at(frame: pd.DataFrame, hours: Sequence[pd.Timestamp]) -> pd.DataFrame:
     return frame[pd.to_datetime(frame["valuation_hour"]).isin(set(hours))]
 
 
-def history_charts(data: ReportData, style: Style, key: str, hours: list[pd.Timestamp]) -> str:
+def points_for(series_count: int) -> int:
+    """Points per range of a chart of ``series_count`` lines: MAX_POINTS for up to four,
+    fewer for more (each point's hover title lists every line), never under 40."""
+    return max(40, min(MAX_POINTS, MAX_POINTS * 4 // max(series_count, 1)))
+
+
+HISTORY_TITLES = {
+    "chart-net-worth": "Net worth",
+    "chart-assets-liabilities": "Assets and liabilities",
+    "chart-linked-accounts": "By linked account (value net of its liabilities)",
+    "chart-asset-classes": "Assets by asset class",
+}
+
+
+def history_charts(data: ReportData, style: Style, key: str, back: timedelta | None) -> str:
     """The four history charts of one range: net worth alone, assets and liabilities,
     by linked account, by asset class; each on its own scale."""
-    ccy, loc = style.ccy, style.locale
-    h = _at(data.history, hours)
-    out = [
-        visual.line_chart(
-            [Series("Net worth", NET_WORTH, _points(h, "net_worth"), "net_worth")],
-            ccy=ccy,
-            locale=loc,
-            title="Net worth",
-            testid="chart-net-worth",
+    all_hours = list(data.history["valuation_hour"]) if not data.history.empty else []
+
+    def hours(series_count: int) -> list[pd.Timestamp]:
+        return sample_hours(all_hours, data.valuation_hour, back, points_for(series_count))
+
+    few = hours(2)
+    h = _at(data.history, few)
+    by_account = data.history_by_linked_account
+    n_accounts = min(by_account["linked_account_id"].nunique(), MAX_ACCOUNT_LINES + 1)
+    by_class = data.history_by_asset_class
+    charts = {
+        "chart-net-worth": [Series("Net worth", NET_WORTH, _points(h, "net_worth"), "net_worth")],
+        "chart-assets-liabilities": [
+            Series("Assets", ASSETS, _points(h, "total_assets"), "assets"),
+            Series("Liabilities", LIABILITIES, _points(h, "total_liabilities"), "liabilities"),
+        ],
+        "chart-linked-accounts": account_series(_at(by_account, hours(n_accounts)), style),
+        "chart-asset-classes": asset_class_series(
+            _at(by_class, hours(by_class["asset_class"].nunique())), style
         ),
-        visual.line_chart(
-            [
-                Series("Assets", ASSETS, _points(h, "total_assets"), "assets"),
-                Series("Liabilities", LIABILITIES, _points(h, "total_liabilities"), "liabilities"),
-            ],
-            ccy=ccy,
-            locale=loc,
-            title="Assets and liabilities",
-            testid="chart-assets-liabilities",
-        ),
-        visual.line_chart(
-            account_series(_at(data.history_by_linked_account, hours), style),
-            ccy=ccy,
-            locale=loc,
-            title="By linked account (value net of its liabilities)",
-            testid="chart-linked-accounts",
-        ),
-        visual.line_chart(
-            asset_class_series(_at(data.history_by_asset_class, hours), style),
-            ccy=ccy,
-            locale=loc,
-            title="Assets by asset class",
-            testid="chart-asset-classes",
-        ),
-    ]
-    titles = [
-        "Net worth",
-        "Assets and liabilities",
-        "By linked account (value net of its liabilities)",
-        "Assets by asset class",
-    ]
+    }
     cards = "".join(
-        f'<div class="card chart-card"><h3>{esc(t)}</h3>{c}</div>'
-        for t, c in zip(titles, out, strict=True)
+        f'<div class="card chart-card"><h3>{esc(HISTORY_TITLES[testid])}</h3>'
+        + visual.line_chart(
+            series,
+            ccy=style.ccy,
+            locale=style.locale,
+            title=HISTORY_TITLES[testid],
+            testid=testid,
+        )
+        + "</div>"
+        for testid, series in charts.items()
     )
     return f'<div class="range-panel" data-range="{esc(key)}">{cards}</div>'
 
@@ -336,11 +340,7 @@ def asset_class_series(frame: pd.DataFrame, style: Style) -> list[Series]:
 
 def history_section(data: ReportData, style: Style) -> str:
     ranges = ranges_for(data)
-    all_hours = list(data.history["valuation_hour"]) if not data.history.empty else []
-    panels = "".join(
-        history_charts(data, style, key, sample_hours(all_hours, data.valuation_hour, back))
-        for key, back in ranges
-    )
+    panels = "".join(history_charts(data, style, key, back) for key, back in ranges)
     default = ranges[-1][0]
     inputs = "".join(
         f'<input type="radio" name="range" class="range-input" id="range-{k}" value="{k}"'
