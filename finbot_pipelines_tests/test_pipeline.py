@@ -219,7 +219,9 @@ def test_finbot_sql_error_is_clear(built_home: BuiltHome) -> None:
 def test_the_hourly_run_wrote_each_profiles_report(built_home: BuiltHome) -> None:
     reports = HomePaths(built_home.home).reports
     for profile in ("alice", "bruno"):
-        assert (reports / f"{profile}.html").stat().st_size > 100_000
+        page = reports / f"{profile}.html"
+        assert 20_000 < page.stat().st_size <= 1_000_000  # its charts are inline SVG
+        assert 'data-testid="chart-net-worth"' in page.read_text()
         assert (reports / f"{profile}-{built_home.last:%Y-%m-%d}.html").exists()
     res = CliRunner().invoke(main, ["--home", str(built_home.home), "report", "--profile", "bruno"])
     assert res.exit_code == 0 and res.output.strip() == str(reports / "bruno.html")

@@ -1,7 +1,7 @@
 """The wealth report, opened from file:// in headless Chromium, offline.
 
 Numbers on the page are compared with the published marts read here with DuckDB,
-independently of the report code (its own SQL, its own formatting).
+independently of the report code (its own SQL; amounts written by babel directly).
 """
 
 from __future__ import annotations
@@ -18,14 +18,22 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 import pytest
+from babel.dates import format_date
+from babel.numbers import format_currency, format_percent
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Request, sync_playwright
 
+from finbot_pipelines import visual
+from finbot_pipelines.config.loading import load_config
 from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.defs.reports.html import (
     STATIC_FX_NOTICE,
     WrittenReport,
+    kept_days,
     latest_report_path,
+    prune_dated_reports,
+    render_html,
     write_reports,
 )
 from finbot_pipelines.providers.browser import LAUNCH_ARGS, chromium_executable
@@ -33,15 +41,18 @@ from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import BuiltHome
 
 ARTIFACTS_ENV = "FINBOT_TEST_ARTIFACTS"
-CHART_IDS = {
+LINE_CHARTS = {
     "chart-net-worth",
+    "chart-assets-liabilities",
     "chart-linked-accounts",
     "chart-asset-classes",
+}
+BAR_CHARTS = {
     "chart-distribution-linked_account",
     "chart-distribution-asset_class",
     "chart-distribution-currency",
 }
-RANGE_LABELS = ["1W", "1M", "6M", "1Y", "2Y", "All"]
+MAX_REPORT_BYTES = 1_000_000
 
 
 # --------------------------------------------------------------------------- helpers
@@ -69,9 +80,20 @@ def latest_profile_row(db: Path, profile_id: str) -> dict[str, Any]:
     )
 
 
-def fmt_money(v: float, ccy: str = "") -> str:
-    s = f"{v:,.2f}"
-    return f"{s} {ccy}" if ccy else s
+def fmt_money(v: float, ccy: str = "GBP", signed: bool = False) -> str:
+    """An amount as en_GB writes it (the e2e profiles have no locale: en_GB)."""
+    text = format_currency(v, ccy, locale="en_GB")
+    return "+" + text if signed and v > 0 else text
+
+
+def fmt_pct(v: float) -> str:
+    text = format_percent(v, "#,##0.00%", locale="en_GB")
+    return "+" + text if v > 0 else text
+
+
+def rgb(hex_colour: str) -> str:
+    h = hex_colour.lstrip("#")
+    return f"rgb({int(h[0:2], 16)}, {int(h[2:4], 16)}, {int(h[4:6], 16)})"
 
 
 def attr_float(value: str | None) -> float | None:
@@ -106,9 +128,15 @@ def browser() -> Iterator[Browser]:
             b.close()
 
 
-def open_report(browser: Browser, path: Path) -> Loaded:
-    """Open a report offline from file:// and wait until plotly drew every chart."""
-    context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
+def open_report(
+    browser: Browser, path: Path, width: int = 1280, height: int = 900, dark: bool = False
+) -> Loaded:
+    """Open a report offline from file:// (its charts are inline SVG: drawn at load)."""
+    context = browser.new_context(
+        offline=True,
+        viewport={"width": width, "height": height},
+        color_scheme="dark" if dark else "light",
+    )
     page = context.new_page()
     loaded = Loaded(page)
 
@@ -129,28 +157,37 @@ def open_report(browser: Browser, path: Path) -> Loaded:
 
     page.on("dialog", on_dialog)
     page.goto(path.resolve().as_uri(), wait_until="load")
-    page.wait_for_function(
-        "() => { const p = document.querySelectorAll('.js-plotly-plot');"
-        " return p.length > 0 && [...p].every(e => e.querySelector('svg.main-svg')); }",
-        timeout=30_000,
-    )
     return loaded
 
 
 def chart_stats(page: Page) -> dict[str, dict[str, int]]:
-    """Per plotly chart: traces drawn and SVG paths with geometry."""
+    """Per chart shown (the visible range): lines drawn, bars drawn, legend entries."""
     result: dict[str, dict[str, int]] = page.evaluate(
-        """() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')].map(e => [
-            e.id,
+        """() => Object.fromEntries([...document.querySelectorAll('figure[data-testid]')]
+            .filter(e => e.offsetParent !== null).map(e => [
+            e.getAttribute('data-testid'),
             {
-              traces: e.querySelectorAll('g.trace, g.slice').length,
-              paths: [...e.querySelectorAll(
-                  'g.trace path.js-line, g.trace path.js-fill, g.slice path.surface')]
-                .filter(p => (p.getAttribute('d') || '').length > 10).length,
-              data: (e.data || []).length,
+              lines: [...e.querySelectorAll('.chart-wide polyline')]
+                .filter(p => p.getAttribute('points').split(' ').length > 1).length,
+              bars: e.querySelectorAll('li svg.bar rect').length / 2,
+              legend: e.querySelectorAll('.legend li').length,
             }]))"""
     )
     return result
+
+
+def text_nodes(page: Page) -> list[str]:
+    """Every visible text of the page (not attributes, not titles)."""
+    texts: list[str] = page.evaluate(
+        """() => { const out = []; const w = document.createTreeWalker(document.body,
+            NodeFilter.SHOW_TEXT);
+          while (w.nextNode()) { const n = w.currentNode; const p = n.parentElement;
+            if (!p || ['SCRIPT', 'STYLE', 'title'].includes(p.tagName)) continue;
+            if (p.closest('title')) continue;
+            const t = n.textContent.trim(); if (t) out.push(t); }
+          return out; }"""
+    )
+    return texts
 
 
 def shot(loaded: Loaded, tmp_path: Path, name: str) -> Path:
@@ -183,9 +220,13 @@ def test_report_files(reports: dict[str, WrittenReport], built_home: BuiltHome) 
         assert w.dated == paths.reports / f"{pid}-{day}.html"
         assert w.latest.read_bytes() == w.dated.read_bytes()
         text = w.latest.read_text()
-        # self-contained: plotly.js inlined, nothing loaded from elsewhere
-        assert "plotly.js v" in text
-        assert not re.search(r"<script[^>]+src=|<link[^>]+href=", text)
+        # self-contained and small: inline SVG, no chart library, nothing from elsewhere
+        assert w.latest.stat().st_size <= MAX_REPORT_BYTES
+        assert "plotly" not in text.lower()
+        assert not re.search(r"<script[^>]+src=|<link[^>]+href=|<img[^>]+src=", text)
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
+        assert "url(" not in text and "@import" not in text
+        assert '<meta name="viewport"' in text
         assert (w.latest.stat().st_mode & 0o777) == 0o600
     assert not [p for p in paths.reports.iterdir() if p.name.endswith(".tmp")]
 
@@ -206,7 +247,7 @@ def test_report_asset_materialises(built_home: BuiltHome, tmp_path: Path) -> Non
     assert asset.key == REPORT_KEY
     spec = asset.specs_by_key[REPORT_KEY]
     assert spec.group_name == "reports"
-    assert set(spec.kinds) == {"html", "plotly"}
+    assert set(spec.kinds) == {"html"}
     assert dg.AssetKey(["published_marts"]) in {d.asset_key for d in spec.deps}
     assert asset.partitions_def is None  # a run over many hours renders once
 
@@ -222,7 +263,7 @@ def test_report_asset_materialises(built_home: BuiltHome, tmp_path: Path) -> Non
     assert isinstance(md, dg.MarkdownMetadataValue)
     summary = md.md_str or ""
     latest = latest_profile_row(paths.published, "alice")
-    assert f"{latest['net_worth']:,.2f} GBP" in summary
+    assert fmt_money(latest["net_worth"]) in summary
     assert "| Alice (alice) |" in summary and "| Bruno (bruno) |" in summary
     assert STATIC_FX_NOTICE in summary
     m = re.search(r"!\[net worth\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", summary)
@@ -273,28 +314,30 @@ def test_report_in_browser_matches_marts(
 
     # every chart drawn with geometry
     stats = chart_stats(page)
-    assert set(stats) == CHART_IDS
-    for chart_id, s in stats.items():
-        assert s["data"] > 0 and s["traces"] > 0 and s["paths"] > 0, (chart_id, s)
-    labels = page.eval_on_selector_all(
-        "#chart-net-worth .rangeselector .button text", "els => els.map(e => e.textContent)"
-    )
-    assert labels == RANGE_LABELS
+    assert set(stats) == LINE_CHARTS | BAR_CHARTS
+    for chart_id in LINE_CHARTS:
+        assert stats[chart_id]["lines"] > 0 and stats[chart_id]["legend"] > 0, stats[chart_id]
+    for chart_id in BAR_CHARTS:
+        assert stats[chart_id]["bars"] > 0, stats[chart_id]
+    # 24 hours of history: one range only, no switch to show
+    assert page.locator(".range-tabs").count() == 0
 
     # header numbers = the marts
     latest = latest_profile_row(db, "alice")
     assert page.get_by_test_id("profile-name").inner_text() == "Alice"
-    assert page.get_by_test_id("valuation-ccy").inner_text() == "GBP"
+    ccy = page.get_by_test_id("valuation-ccy")
+    assert ccy.get_attribute("data-ccy") == "GBP"
+    assert ccy.inner_text() == "British Pound (GBP)"
     assert page.get_by_test_id("valuation-hour").get_attribute("datetime") == (
         latest["valuation_hour"].strftime("%Y-%m-%dT%H:%M:%SZ")
     )
     assert latest["valuation_hour"] == built_home.last
     nw = page.get_by_test_id("net-worth")
     assert float(nw.get_attribute("data-value") or "nan") == latest["net_worth"]
-    assert nw.inner_text() == fmt_money(latest["net_worth"], "GBP")
+    assert nw.inner_text() == fmt_money(latest["net_worth"])
     li = page.get_by_test_id("total-liabilities")
     assert float(li.get_attribute("data-value") or "nan") == latest["total_liabilities"]
-    assert li.inner_text() == fmt_money(latest["total_liabilities"], "GBP")
+    assert li.inner_text() == fmt_money(latest["total_liabilities"])
     assert latest["total_liabilities"] < 0
     change = marts_row(
         db,
@@ -305,9 +348,9 @@ def test_report_in_browser_matches_marts(
     ch = page.get_by_test_id("change-1d")
     assert attr_float(ch.get_attribute("data-value")) == change["change_rel"]
     if change["change_rel"] is None:  # 24 hours of history: no value a day earlier
-        assert ch.inner_text() == "n/a"
+        assert ch.inner_text() == "—"
     else:
-        assert ch.inner_text() == f"{change['change_rel'] * 100:+.2f}%"
+        assert ch.inner_text() == fmt_pct(change["change_rel"])
     assert page.get_by_test_id("fx-notice").inner_text() == STATIC_FX_NOTICE
 
     # a holdings-tree row: an item of the bank's cash sub-account, and the linked account
@@ -374,13 +417,13 @@ def test_report_in_browser_matches_marts(
     assert attr_float(mrow.get_attribute("data-change-abs")) == month["change_abs"]
     cells = mrow.locator("td").all_inner_texts()
     assert cells[:5] == [
-        month["period_start"].strftime("%Y-%m"),
+        format_date(month["period_start"], "MMM y", locale="en_GB"),
         fmt_money(month["open"]),
         fmt_money(month["close"]),
         fmt_money(month["low"]),
         fmt_money(month["high"]),
     ]
-    assert cells[6] == f"{month['change_rel'] * 100:+.2f}%"
+    assert cells[6] == fmt_pct(month["change_rel"])
     # the month's contributions apart from its market gain, as fct_performance has them
     perf = marts_row(
         db,
@@ -396,22 +439,16 @@ def test_report_in_browser_matches_marts(
         expected = None if perf[key] is None else float(perf[key])
         assert attr_float(mrow.get_attribute(attr)) == expected, (attr, perf)
     if perf["market_gain"] is None:  # the fixture's first month: no previous close
-        assert perf["start_value"] is None and cells[8] == "n/a"
+        assert perf["start_value"] is None and cells[8] == "—"
     else:
         gain = perf["end_value"] - perf["start_value"] - perf["net_contributions"]
         assert perf["market_gain"] == gain
-        assert cells[8] == f"{perf['market_gain']:+,.2f}"
+        assert cells[8] == fmt_money(perf["market_gain"], signed=True)
 
     # no account stale at the last hour of the fixture
     assert page.get_by_test_id("stale-count").get_attribute("data-value") == "0"
     assert page.get_by_test_id("stale-account").count() == 0
 
-    # the 1W range button narrows the net-worth chart to the last 7 days
-    page.locator("#chart-net-worth .rangeselector .button", has_text="1W").click()
-    x_range = page.evaluate("() => document.getElementById('chart-net-worth').layout.xaxis.range")
-    end = datetime.fromisoformat(str(x_range[1])[:19])
-    start = datetime.fromisoformat(str(x_range[0])[:19])
-    assert end - start == timedelta(days=7)
     assert loaded.console_errors == [] and loaded.page_errors == []
     page.context.close()
 
@@ -423,9 +460,9 @@ def test_bruno_report_in_euros(
     loaded = open_report(browser, reports["bruno"].latest)
     latest = latest_profile_row(db, "bruno")
     page = loaded.page
-    assert page.get_by_test_id("valuation-ccy").inner_text() == "EUR"
+    assert page.get_by_test_id("valuation-ccy").get_attribute("data-ccy") == "EUR"
     assert page.get_by_test_id("net-worth").inner_text() == fmt_money(latest["net_worth"], "EUR")
-    assert set(chart_stats(page)) == CHART_IDS
+    assert set(chart_stats(page)) == LINE_CHARTS | BAR_CHARTS
     assert loaded.console_errors == [] and loaded.page_errors == []
     shot(loaded, tmp_path, "report-bruno.png")
     page.context.close()
@@ -516,12 +553,285 @@ def test_stale_account_error_changes_and_escaping(
     assert ch.inner_text() == "+1.25%"
     cell = page.locator('tr[data-entity-id="a-bank"] td[data-window="1w"]')
     assert cell.get_attribute("data-abs") == "-42.25"
-    assert cell.inner_text().split("\n") == ["-42.25", "-50.00%"]
+    assert cell.inner_text().split("\n") == [fmt_money(-42.25), fmt_pct(-0.5)]
     assert "neg" in (cell.get_attribute("class") or "")
 
+    # gains green, losses red: the colours of visual.py
+    def colour_of(selector: str) -> str:
+        return str(page.eval_on_selector(selector, "e => getComputedStyle(e).color"))
+
+    assert colour_of('[data-testid="change-1d"] span.pos') == rgb(visual.GAIN)
+    assert colour_of('tr[data-entity-id="a-bank"] td[data-window="1w"]') == rgb(visual.LOSS)
+
     # the linked-account chart shows the name literally, not as markup
-    names = page.evaluate(
-        "() => document.getElementById('chart-linked-accounts').data.map(t => t.name)"
-    )
-    assert any("&lt;img" in n for n in names)
+    legend = page.locator('figure[data-testid="chart-linked-accounts"] .legend').inner_text()
+    assert NASTY_NAME in legend
     page.context.close()
+
+
+# --------------------------------------------------------------------------- the visual language
+
+CODES = re.compile(
+    r"\b(real_estate|crypto_currency|fixed_income|multi_asset|stable_coin|credit_card"
+    r"|dummy|depository|authentication_failure)\b"
+)
+
+
+def test_labels_are_words(
+    reports: dict[str, WrittenReport], built_home: BuiltHome, browser: Browser
+) -> None:
+    loaded = open_report(browser, reports["alice"].latest)
+    texts = text_nodes(loaded.page)
+    assert [t for t in texts if CODES.search(t)] == []
+    classes = marts_row(
+        HomePaths(built_home.home).published,
+        "select list(distinct asset_class) as codes from marts.fct_item_valuation_hourly "
+        "where profile_id = 'alice' and item_type = 'asset' and value > 0",
+    )["codes"]
+    assert "crypto" in classes and "cash" in classes
+    assert not set(texts) & set(classes)  # never a bare code such as `crypto`
+    assert {visual.label("asset_class", c) for c in classes} <= set(texts)
+    assert "Demo data" in texts  # the provider `dummy`, as words
+    # a hover title names the series and gives the amount with its currency
+    title = loaded.page.eval_on_selector(
+        'figure[data-testid="chart-net-worth"] .chart-wide rect.hover:last-of-type title',
+        "e => e.textContent",
+    )
+    latest = latest_profile_row(HomePaths(built_home.home).published, "alice")
+    assert f"Net worth: {fmt_money(latest['net_worth'])}" in title
+    loaded.page.context.close()
+
+
+def test_net_worth_has_its_own_scale(
+    reports: dict[str, WrittenReport], built_home: BuiltHome, browser: Browser
+) -> None:
+    db = HomePaths(built_home.home).published
+    span = marts_row(
+        db,
+        "select min(net_worth) as lo, max(net_worth) as hi, min(total_assets) as alo "
+        "from marts.fct_profile_valuation_hourly where profile_id = 'alice'",
+    )
+    assert span["hi"] > span["lo"] and span["hi"] - span["lo"] < span["alo"] / 10
+    loaded = open_report(browser, reports["alice"].latest)
+    box = loaded.page.eval_on_selector(
+        'figure[data-testid="chart-net-worth"] .chart-wide svg',
+        """svg => { const ys = svg.querySelector('polyline').getAttribute('points').split(' ')
+              .map(p => parseFloat(p.split(',')[1]));
+            return {height: svg.viewBox.baseVal.height, span: Math.max(...ys) - Math.min(...ys),
+                    lines: svg.querySelectorAll('polyline').length}; }""",
+    )
+    assert box["lines"] == 1  # net worth alone
+    assert box["span"] > box["height"] / 2, box
+    loaded.page.context.close()
+
+
+def test_an_account_has_one_colour_everywhere(
+    reports: dict[str, WrittenReport], built_home: BuiltHome, browser: Browser
+) -> None:
+    paths = HomePaths(built_home.home)
+    ids = [a.id for a in load_config(paths.config).linked_accounts]
+    expected = visual.account_colours(ids)  # what the web app gives the household
+    con = connect_published(paths.published)
+    try:
+        names = dict(
+            con.execute(
+                "select distinct linked_account_id, linked_account_name "
+                "from marts.fct_linked_account_valuation_hourly where profile_id = 'alice'"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    page = open_report(browser, reports["alice"].latest).page
+    legend = dict(
+        page.eval_on_selector_all(
+            'figure[data-testid="chart-linked-accounts"] .chart-wide ~ .legend li',
+            "els => els.map(e => [e.textContent, e.querySelector('rect').getAttribute('fill')])",
+        )
+    )
+    assert legend == {names[i]: expected[i] for i in names}
+    strokes = page.eval_on_selector_all(
+        'figure[data-testid="chart-linked-accounts"] .chart-wide polyline',
+        "els => els.map(e => e.getAttribute('stroke'))",
+    )
+    assert sorted(strokes) == sorted(expected[i] for i in names)
+    bars = dict(
+        page.eval_on_selector_all(
+            'figure[data-testid="chart-distribution-linked_account"] li',
+            "els => els.map(e => [e.dataset.key, "
+            "e.querySelectorAll('rect')[1].getAttribute('fill')])",
+        )
+    )
+    assert bars and all(bars[k] == expected[k] for k in bars)
+    for selector, key in (
+        ('tr[data-testid="account"]', "linkedAccountId"),
+        ('tr[data-testid="liability"]', "bucket"),
+        ('tr[data-testid="holding"][data-level="linked_account"]', "entityId"),
+    ):
+        found = dict(
+            page.eval_on_selector_all(
+                selector,
+                f"els => els.map(e => [e.dataset.{key}, "
+                "e.querySelector('svg.swatch rect').getAttribute('fill')])",
+            )
+        )
+        assert found and all(found[k] == expected[k] for k in found), selector
+    page.context.close()
+
+
+def test_no_sideways_scroll_at_390_px_light_and_dark(
+    reports: dict[str, WrittenReport], browser: Browser, tmp_path: Path
+) -> None:
+    for dark in (False, True):
+        loaded = open_report(browser, reports["alice"].latest, 390, 844, dark=dark)
+        page = loaded.page
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert page.evaluate("document.body.scrollWidth") <= 390
+        # the narrow drawing of each chart is the one shown
+        assert page.locator(".chart-narrow svg:visible").count() >= len(LINE_CHARTS)
+        assert page.locator(".chart-wide svg:visible").count() == 0
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        r = int(re.findall(r"\d+", background)[0])
+        assert (r < 60) if dark else (r > 200), background
+        shot(loaded, tmp_path, f"report-alice-390{'-dark' if dark else ''}.png")
+        page.context.close()
+
+
+# --------------------------------------------------------------------------- a long history
+
+
+def long_history(data: Any, days: int = 730, accounts: int = 12) -> Any:
+    """``data`` with two years of history (hourly for the last 31 days, one point a day
+    before, as the report reads them), ``accounts`` accounts and every asset class."""
+    import dataclasses
+    import math
+
+    latest = pd.Timestamp(data.valuation_hour)
+    hours = [latest - pd.Timedelta(hours=h) for h in range(31 * 24)]
+    hours += [
+        latest.normalize() - pd.Timedelta(days=d) + pd.Timedelta(hours=23) for d in range(31, days)
+    ]
+    hours = sorted(hours)
+    wave = [100_000 + 20_000 * math.sin(i / 50) + i * 3 for i in range(len(hours))]
+    history = pd.DataFrame(
+        {
+            "valuation_hour": hours,
+            "total_assets": [w + 250_000 for w in wave],
+            "total_liabilities": [-250_000 + i for i in range(len(hours))],
+            "net_worth": [w + i for i, w in enumerate(wave)],
+        }
+    )
+    by_account = pd.DataFrame(
+        [
+            {
+                "valuation_hour": h,
+                "linked_account_id": f"acct-{a:02d}",
+                "linked_account_name": f"Account number {a} with a rather long name",
+                "value": wave[i] / (a + 1),
+            }
+            for a in range(accounts)
+            for i, h in enumerate(hours)
+        ]
+    )
+    by_class = pd.DataFrame(
+        [
+            {"valuation_hour": h, "asset_class": c, "value": wave[i] / (k + 2)}
+            for k, c in enumerate(visual.ASSET_CLASS_COLOURS)
+            for i, h in enumerate(hours)
+        ]
+    )
+    months = pd.date_range(end=latest.normalize(), periods=24, freq="MS")
+    monthly = pd.DataFrame(
+        {
+            "period_start": months[::-1],
+            "period_end": months[::-1] + pd.offsets.MonthEnd(0),
+            "open": 1.0,
+            "close": 2.0,
+            "low": 0.5,
+            "high": 2.5,
+            "change_abs": 1.0,
+            "change_rel": 1.0,
+            "net_contributions": [1000.0 - 100 * i for i in range(24)],
+            "income": 0.0,
+            "market_gain": [(-1) ** i * 500.0 for i in range(24)],
+            "twr": 0.01,
+        }
+    )
+    return dataclasses.replace(
+        data,
+        history=history,
+        history_by_linked_account=by_account,
+        history_by_asset_class=by_class,
+        monthly=monthly,
+    )
+
+
+def test_two_years_of_history_stay_under_a_megabyte_and_switch_ranges(
+    reports: dict[str, WrittenReport], browser: Browser, tmp_path: Path
+) -> None:
+    data = long_history(reports["alice"].data)
+    page_html = render_html(data, locale="fr_FR")
+    assert len(page_html.encode()) <= MAX_REPORT_BYTES
+    out = tmp_path / "long.html"
+    out.write_text(page_html)
+    loaded = open_report(browser, out)
+    page = loaded.page
+    tabs = page.locator(".range-tabs label").all_inner_texts()
+    assert tabs == ["1 month", "6 months", "1 year", "All"]
+
+    def shown() -> list[str]:
+        return [
+            str(e.get_attribute("data-range"))
+            for e in page.locator(".range-panel").all()
+            if e.is_visible()
+        ]
+
+    assert shown() == ["all"]
+    for label, key in (("1 month", "1m"), ("1 year", "1y"), ("All", "all")):
+        page.locator(".range-tabs label", has_text=label).click()
+        assert shown() == [key]
+        fig = page.locator(f'.range-panel[data-range="{key}"] [data-testid="chart-net-worth"]')
+        assert 20 < int(fig.get_attribute("data-points") or 0) <= 90
+    # at most 8 account lines and one for the others
+    legend = page.locator(
+        '.range-panel[data-range="all"] [data-testid="chart-linked-accounts"] .legend li'
+    ).all_inner_texts()
+    assert len(legend) == 9 and legend[-1] == "4 other accounts"
+    # contributions against market gain, green gains and red losses
+    fills = set(
+        page.eval_on_selector_all(
+            '[data-testid="chart-monthly"] .chart-wide rect',
+            "els => els.map(e => e.getAttribute('fill'))",
+        )
+    )
+    assert {visual.CONTRIBUTIONS, visual.GAIN, visual.LOSS} <= fills
+    assert loaded.page_errors == [] and loaded.console_errors == []
+    page.context.close()
+
+
+# --------------------------------------------------------------------------- dated copies
+
+
+def test_dated_copies_keep_31_days_and_one_a_month_for_24_months(tmp_path: Path) -> None:
+    newest = datetime(2026, 12, 2).date()
+    days = [newest - timedelta(days=n) for n in range(0, 1000)]
+    month_ends = set()
+    for y, m in [(2025 + (i // 12), i % 12 + 1) for i in range(23)]:  # 2025-01 .. 2026-11
+        nxt = datetime(y + (m == 12), m % 12 + 1, 1).date()
+        month_ends.add(nxt - timedelta(days=1))
+    expected = {newest - timedelta(days=n) for n in range(31)} | month_ends
+    assert kept_days(days, newest) == expected
+    assert len(expected) == 31 + 23 - 1  # 2026-11-30 is among the last 31 days
+
+    paths = HomePaths(tmp_path)
+    paths.reports.mkdir()
+    for d in days[:400]:
+        (paths.reports / f"alice-{d.isoformat()}.html").write_text("x")
+    other = paths.reports / "alice-x-2020-01-01.html"  # the profile `alice-x`
+    other.write_text("x")
+    (paths.reports / "alice.html").write_text("x")
+    prune_dated_reports(paths, "alice", paths.reports / f"alice-{newest.isoformat()}.html")
+    left = {p.name for p in paths.reports.iterdir()}
+    assert left == {f"alice-{d.isoformat()}.html" for d in expected if d in days[:400]} | {
+        other.name,
+        "alice.html",
+    }

@@ -57,7 +57,9 @@ class ReportData:
     #: latest hour: dimension, side, bucket, label, value, share
     distribution: pd.DataFrame
     #: latest hour, tree order: level, entity_id, parent_id, name, detail, value,
-    #: is_stale, then change_<window>_abs / change_<window>_rel for TREE_WINDOWS
+    #: is_stale, the parts of the detail as codes (provider_id, statement_hour of a linked
+    #: account; account_type, ccy of a sub-account; asset_class, asset_type, symbol, units
+    #: of an item), then change_<window>_abs / change_<window>_rel for TREE_WINDOWS
     holdings: pd.DataFrame
     #: newest first: period_start, period_end, open, close, low, high, change_abs, change_rel
     monthly: pd.DataFrame
@@ -267,6 +269,11 @@ def load_holdings(con: duckdb.DuckDBPyConnection, profile_id: str, hour: datetim
                              || strftime(source_fetch_hour, '%Y-%m-%d')
                         else provider_id end as detail,
                    value, is_stale and account_state <> 'statement' as is_stale,
+                   provider_id, case when account_state = 'statement'
+                                     then source_fetch_hour end as statement_hour,
+                   null::varchar as account_type, null::varchar as ccy,
+                   null::varchar as asset_class, null::varchar as asset_type,
+                   null::varchar as symbol, null::double as units,
                    linked_account_name as k1, '' as k2, '' as k3
             from marts.fct_linked_account_valuation_hourly
             where profile_id = $profile and valuation_hour = $hour
@@ -274,6 +281,7 @@ def load_holdings(con: duckdb.DuckDBPyConnection, profile_id: str, hour: datetim
             select 'sub_account', linked_account_id || '/' || sub_account_id,
                    linked_account_id, sub_account_name,
                    account_type || ' · ' || sub_account_ccy, value, is_stale,
+                   null, null, account_type, sub_account_ccy, null, null, null, null,
                    linked_account_name, sub_account_name, ''
             from marts.fct_sub_account_valuation_hourly
             where profile_id = $profile and valuation_hour = $hour
@@ -283,11 +291,14 @@ def load_holdings(con: duckdb.DuckDBPyConnection, profile_id: str, hour: datetim
                    concat_ws(' · ', asset_class, asset_type, symbol,
                              case when units is not null then units::varchar || ' units' end),
                    value, is_stale,
+                   null, null, null, null, asset_class, asset_type, symbol, units::double,
                    linked_account_name, sub_account_name, item_name
             from marts.fct_item_valuation_hourly
             where profile_id = $profile and valuation_hour = $hour
         )
         select n.level, n.entity_id, n.parent_id, n.name, n.detail, n.value, n.is_stale,
+               n.provider_id, n.statement_hour, n.account_type, n.ccy, n.asset_class,
+               n.asset_type, n.symbol, n.units,
                {change_cols}
         from nodes n
         left join changes c on c.level = n.level and c.entity_id = n.entity_id

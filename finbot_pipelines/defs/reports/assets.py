@@ -3,14 +3,22 @@
 import dagster as dg
 
 from finbot_pipelines.defs.partitions import HOURLY_FRESHNESS
-from finbot_pipelines.defs.reports.html import net_worth_png, summary_markdown, write_reports
+from finbot_pipelines.defs.reports.html import (
+    KEEP_DAILY_REPORTS,
+    KEEP_MONTHLY_REPORTS,
+    net_worth_png,
+    summary_markdown,
+    write_reports,
+)
 from finbot_pipelines.defs.resources import FinbotHome
 from finbot_pipelines.defs.transform.publish import PUBLISHED_KEY
 from finbot_pipelines.warehouse.report_data import num
 
 REPORT_KEY = dg.AssetKey(["wealth_report"])
-#: Dated daily copies kept per profile (each ~5 MB: plotly.js is inlined so pages work offline).
-KEEP_DAILY_REPORTS_DAYS = 90
+#: Dated copies kept per profile: every day of the last 31 days (each well under 1 MB)...
+KEEP_DAILY_REPORTS_DAYS = KEEP_DAILY_REPORTS
+#: ... and the last copy of each of the last 24 months.
+KEEP_MONTHLY_REPORTS_MONTHS = KEEP_MONTHLY_REPORTS
 
 
 def build_report_asset() -> dg.AssetsDefinition:
@@ -21,13 +29,16 @@ def build_report_asset() -> dg.AssetsDefinition:
         key=REPORT_KEY,
         deps=[PUBLISHED_KEY],
         group_name="reports",
-        kinds={"html", "plotly"},
+        kinds={"html"},
         freshness_policy=HOURLY_FRESHNESS,
         description=(
-            "One self-contained HTML wealth report per profile (plotly.js inlined, works "
-            "offline) in $FINBOT_HOME/reports/: <profile>.html, the latest, and "
-            "<profile>-<YYYY-MM-DD>.html, one per day for 90 days. Built from the published "
-            "marts at each profile's latest valued hour."
+            "One self-contained HTML wealth report per profile (inline SVG charts, no "
+            "script library, works offline and by e-mail, under 1 MB) in "
+            "$FINBOT_HOME/reports/: <profile>.html, the latest, and "
+            f"<profile>-<YYYY-MM-DD>.html, one per day for the last {KEEP_DAILY_REPORTS} "
+            f"days and the last of each month for {KEEP_MONTHLY_REPORTS} months. Built from "
+            "the published marts at each profile's latest valued hour, in the profile's "
+            "locale and currency."
         ),
     )
     def wealth_report(
@@ -35,12 +46,12 @@ def build_report_asset() -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         paths = finbot.paths
         cfg = finbot.config()
-        names = {p.id: p.name for p in cfg.profiles}
         written = write_reports(
             paths,
-            profile_names=names,
-            keep_days=KEEP_DAILY_REPORTS_DAYS,
+            profile_names={p.id: p.name for p in cfg.profiles},
+            locales={p.id: p.locale for p in cfg.profiles},
             configured=cfg.linked_accounts,
+            prune=True,
         )
         for w in written:
             context.log.info(f"wealth report of {w.profile_id}: {w.latest}")
