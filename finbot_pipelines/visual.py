@@ -697,7 +697,8 @@ def column_chart(
 #: the CSS every page showing these charts needs (the web app's app.css has the same rules)
 CHART_CSS = """
 .chart { margin: 0; }
-.chart svg { width: 100%; height: auto; display: block; overflow: visible; }
+.chart-wide svg, .chart-narrow svg { width: 100%; height: auto; display: block;
+  overflow: visible; }
 .chart-narrow { display: none; }
 @media (max-width: 560px) { .chart-wide { display: none; } .chart-narrow { display: block; } }
 .legend { list-style: none; display: flex; flex-wrap: wrap; gap: 4px 14px; margin: 6px 0 0;

@@ -10,14 +10,17 @@ FINBOT_SCREENSHOT_DIR to write them elsewhere).
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
@@ -30,6 +33,7 @@ from finbot_pipelines.config.vault import Vault, init_key_file
 from finbot_pipelines.providers.browser import LAUNCH_ARGS, chromium_executable
 from finbot_pipelines.web.users import UserStore
 from finbot_pipelines_tests.conftest import BuiltHome, wait_for
+from finbot_pipelines_tests.fakes.plaid_server import FakePlaid
 from finbot_pipelines_tests.fakes.simplefin_server import FakeSimplefin, examples, without_source
 from finbot_pipelines_tests.test_ui import free_port
 
@@ -43,6 +47,27 @@ class Server:
     base: str
     home: Path
     log: Path
+    link_js_url: str
+    #: "js": makes the Link script's text when the browser asks for it
+    link_script: dict[str, Callable[[], str]]
+
+
+class _ScriptHandler(BaseHTTPRequestHandler):
+    """Serves the stand-in for Plaid's Link script (what Plaid's CDN serves)."""
+
+    script: dict[str, Callable[[], str]] = {}
+
+    def do_GET(self) -> None:
+        make = self.script.get("js")
+        body = make().encode() if make else b""
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Type", "text/javascript")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +83,19 @@ def server(built_home: BuiltHome, tmp_path_factory: pytest.TempPathFactory) -> I
     store.add_user("alice", PASSWORD, profiles={"alice": "owner", "bruno": "view"})
     port = free_port()
     log = root / "web.log"
+    script: dict[str, Callable[[], str]] = {}
+    handler = type("Handler", (_ScriptHandler,), {"script": script})
+    cdn = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=cdn.serve_forever, daemon=True).start()
+    link_js_url = f"http://127.0.0.1:{cdn.server_address[1]}/link-initialize.js"
+    env = {**os.environ, "FINBOT_PLAID_LINK_JS": link_js_url}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "finbot_pipelines.cli", "--home", str(home), "web",
              "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env=env,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
 
@@ -75,10 +107,11 @@ def server(built_home: BuiltHome, tmp_path_factory: pytest.TempPathFactory) -> I
 
     try:
         wait_for(up, "finbot web to answer", deadline_s=120)
-        yield Server(base, home, log)
+        yield Server(base, home, log, link_js_url, script)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+        cdn.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -94,15 +127,18 @@ def browser() -> Iterator[Browser]:
 
 
 class Offline:
-    """Every request the pages make; any to another origin is a failure."""
+    """Every request the pages make; any to another origin is a failure (``allowed``: the
+    Plaid Link page's own script)."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, allowed: tuple[str, ...] = ()) -> None:
         self.base = base
+        self.allowed = allowed
         self.outside: list[str] = []
 
     def __call__(self, request: Request) -> None:
-        if not request.url.startswith(self.base) and not request.url.startswith("data:"):
-            self.outside.append(request.url)
+        url = request.url
+        if not url.startswith((self.base, "data:", *self.allowed)):
+            self.outside.append(url)
 
 
 def _context(browser: Browser, server: Server, **kwargs: object) -> tuple[BrowserContext, Offline]:
@@ -277,5 +313,79 @@ def test_adding_a_simplefin_account_in_the_browser(browser: Browser, server: Ser
     card = page.locator("[data-testid=account-sf-browser]")
     assert card.is_visible() and "Bank via SimpleFIN" in card.inner_text()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert not seen.outside, seen.outside
+    context.close()
+
+
+#: What Plaid Link does in the browser once the user has picked their bank and signed in
+#: there: it calls ``onSuccess`` with a public token (made here by the Plaid fake's
+#: sandbox endpoint, as Plaid's servers make it for a real Link session). It checks it
+#: was opened with the link token finbot asked Plaid for.
+FAKE_LINK_JS = """
+window.Plaid = {
+  create: function (config) {
+    return {
+      open: function () {
+        if (config.token !== %(link_token)s) {
+          config.onExit({error_code: "INVALID_LINK_TOKEN", error_message: "wrong link token"});
+          return;
+        }
+        setTimeout(function () {
+          config.onSuccess(%(public_token)s, {institution: {name: "First Platypus Bank"}});
+        }, 0);
+      }
+    };
+  }
+};
+"""
+
+
+def test_plaid_link_in_the_browser(browser: Browser, server: Server) -> None:
+    """The keys form, then the Link page: finbot's link.js opens Link with the link token
+    finbot got from Plaid (the local fake), hands the public token back with the page's
+    CSRF token, and finbot exchanges it and adds the account."""
+    with FakePlaid() as plaid:
+        public = httpx.post(
+            plaid.url + "/sandbox/public_token/create",
+            json={
+                "client_id": plaid.client_id,
+                "secret": plaid.secret,
+                "institution_id": "ins_109508",
+                "initial_products": ["transactions"],
+            },
+        ).json()["public_token"]
+        context, seen = _context(browser, server, viewport={"width": 390, "height": 844})
+        seen.allowed = (server.link_js_url,)
+        page = context.new_page()
+        _sign_in(page, server)
+        page.goto(f"{server.base}/p/alice/accounts/add/plaid")
+        page.fill("[data-testid=plaid-account-id]", "plaid-browser")
+        page.fill("[data-testid=plaid-account-name]", "Platypus via Link")
+        page.fill("[data-testid=plaid-client-id]", plaid.client_id)
+        page.fill("[data-testid=plaid-secret]", plaid.secret)
+        page.select_option("[data-testid=plaid-environment]", "sandbox")
+        page.click("text=More")
+        page.fill("[data-testid=plaid-api-url]", plaid.url)
+
+        server.link_script["js"] = lambda: (
+            FAKE_LINK_JS
+            % {
+                "link_token": json.dumps(plaid.link_tokens[-1]),
+                "public_token": json.dumps(public),
+            }
+        )
+        page.click("[data-testid=plaid-start]")
+        page.wait_for_url(re.compile(r"pending="))
+        status = page.locator("[data-testid=plaid-status].ok")
+        status.wait_for(timeout=120_000)
+        assert "plaid-browser" in status.inner_text()
+        text = page.content()
+        for secret in (plaid.client_id, plaid.secret, public, *plaid.access_tokens):
+            assert secret not in text
+        stored = Vault.open(server.home).get_json("plaid-browser")
+        assert stored["access_token"] in plaid.access_tokens - {plaid.access_token}
+        assert plaid.calls("/item/public_token/exchange") == 1
+    page.goto(f"{server.base}/p/alice/accounts")
+    assert page.locator("[data-testid=account-plaid-browser]").is_visible()
     assert not seen.outside, seen.outside
     context.close()

@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -165,6 +166,7 @@ class UserStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path.parent, 0o700)
         if not path.exists():
@@ -182,15 +184,41 @@ class UserStore:
     def open(cls, paths: HomePaths) -> UserStore:
         return cls(paths.web / "users.sqlite3")
 
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection, kept (each request reads the file two or three
+        times: opening a connection each time was most of a cached answer's cost)."""
+        ino = os.stat(self.path).st_ino  # a restore puts a new file in place
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None or getattr(self._local, "ino", None) != ino:
+            if db is not None:
+                db.close()
+            db = self._connect()
+            self._local.db, self._local.ino = db, ino
+        return db
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        db.execute("pragma foreign_keys = on")
+        db.execute("pragma busy_timeout = 30000")
+        return db
+
     @contextmanager
     def _db(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
         """One transaction: ``write`` takes the write lock at once (no lost update);
-        a read takes none (WAL: readers never wait for a writer)."""
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        a read takes none (WAL: readers never wait for a writer, and each read
+        transaction sees every write committed before it began)."""
+        if not write:
+            db = self._reader()
+            db.execute("begin")
+            try:
+                yield db
+            finally:
+                if db.in_transaction:
+                    db.execute("rollback")
+            return
+        db = self._connect()
         try:
-            db.execute("pragma foreign_keys = on")
-            db.execute("pragma busy_timeout = 30000")
-            db.execute("begin immediate" if write else "begin")
+            db.execute("begin immediate")
             try:
                 yield db
             except BaseException:

@@ -190,7 +190,7 @@ def status_key(status: str) -> str:
 
 
 def status_text(status: str) -> str:
-    return visual.label("status", status_key(status))
+    return visual.label("status", status)
 
 
 def _swatch(colour: str) -> str:
