@@ -432,3 +432,47 @@ def test_kept_answers_follow_tokens_shares_and_the_config(site: Site, client: Te
     # a revoked token: 401 at once
     site.store.revoke_token(token.split("_")[1], user_name="dave")
     assert client.get("/api/v1/profiles/alice/accounts", headers=h).status_code == 401
+
+
+def test_an_admin_adds_shares_and_removes_people(site: Site, client: TestClient) -> None:
+    sign_in(client, "bruno")  # not an admin
+    assert client.get("/admin").status_code == 403
+    csrf = csrf_of(client.get("/settings").text)
+    r = client.post("/admin/users", data={"csrf": csrf, "name": "mallory", "password": "x" * 12})
+    assert r.status_code == 403 and site.store.get_user("mallory") is None
+    sign_in(client, "alice")
+    page = client.get("/admin")
+    assert page.status_code == 200 and 'data-testid="user-bruno"' in page.text
+    csrf = csrf_of(page.text)
+    assert (
+        client.post("/admin/users", data={"name": "frank", "password": "f" * 12}).status_code == 403
+    )
+    r = client.post(
+        "/admin/users",
+        data={"csrf": csrf, "name": "frank", "password": "frank-first-pw", "profile": "alice"},
+    )
+    assert r.status_code == 200 and "frank may now sign in" in r.text
+    # an admin shares only what they own: not bruno's profile, not to themselves
+    r = client.post(
+        "/admin/share", data={"csrf": csrf, "name": "frank", "profile": "bruno", "access": "view"}
+    )
+    assert r.status_code == 400 and "only the profiles you own" in r.text
+    r = client.post(
+        "/admin/share", data={"csrf": csrf, "name": "alice", "profile": "bruno", "access": "full"}
+    )
+    assert r.status_code == 400 and site.store.grants_of(site.store.require_user("alice").id) == {
+        "alice": "owner"
+    }
+    sign_in(client, "frank", "frank-first-pw")
+    assert client.get("/p/alice").status_code == 200
+    assert client.get("/p/bruno").status_code == 404
+    sign_in(client, "alice")
+    csrf = csrf_of(client.get("/admin").text)
+    r = client.post("/admin/unshare", data={"csrf": csrf, "name": "frank", "profile": "alice"})
+    assert r.status_code == 200 and "no longer sees" in r.text
+    assert site.store.grants_of(site.store.require_user("frank").id) == {}
+    r = client.post("/admin/remove", data={"csrf": csrf, "name": "alice"})
+    assert r.status_code == 400, "an admin does not remove themselves"
+    r = client.post("/admin/remove", data={"csrf": csrf, "name": "frank"})
+    assert r.status_code == 200 and site.store.get_user("frank") is None
+    client.cookies.clear()

@@ -654,3 +654,148 @@ def privacy_toggle(request: Request, next: str = Form("/"), csrf: str = Form("")
     on = _prefs(request)["private"]
     _pref_cookie(response, request, PRIVACY_COOKIE, "off" if on else "on")
     return response
+
+
+# --------------------------------------------------------------------------- admin
+
+
+def _admin(request: Request, csrf: str | None = None) -> Principal:
+    principal = page_principal(request)
+    if csrf is not None:
+        check_csrf(request, principal, csrf)
+    if principal.via != "session" or not principal.user.is_admin:
+        raise HTTPException(403, "only an admin manages people")
+    return principal
+
+
+def _owned(principal: Principal) -> list[str]:
+    """The profiles an admin may share from the web: those they own (an admin never
+    grants themselves, or anyone, a profile that is not theirs)."""
+    return sorted(p for p, a in principal.grants.items() if a == "owner")
+
+
+def _admin_page(
+    request: Request, principal: Principal, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    store = state_of(request).store
+    users = [(u, store.grants_of(u.id)) for u in store.list_users()]
+    tokens: dict[str, int] = {}
+    for t in store.list_tokens():
+        tokens[t.user_name] = tokens.get(t.user_name, 0) + 1
+    names = {p.id: p.name for p in state_of(request).config().profiles}
+    return _page(
+        request,
+        "admin.html",
+        principal,
+        None,
+        None,
+        "admin",
+        status_code,
+        users=users,
+        tokens=tokens,
+        owned=_owned(principal),
+        profile_names=names,
+        **context,
+    )
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin_page(request: Request) -> Response:
+    """People: who may sign in, what each sees; add, share and remove (an admin only)."""
+    return _admin_page(request, _admin(request))
+
+
+def _admin_change(request: Request, principal: Principal, change: Any) -> Response:
+    try:
+        done = change()
+    except UserError as exc:
+        return _admin_page(request, principal, 400, error=str(exc))
+    return _admin_page(request, principal, done=done)
+
+
+def _shareable(principal: Principal, profile_id: str, access: str) -> str:
+    if profile_id not in _owned(principal):
+        raise UserError(f"you may share only the profiles you own, not {profile_id!r}")
+    if access not in ("view", "full"):
+        raise UserError("access must be view or full")
+    return access
+
+
+@router.post("/admin/users", response_class=HTMLResponse)
+def admin_add_user(
+    request: Request,
+    name: str = Form("", max_length=64),
+    password: str = Form("", max_length=1024),
+    profile: str = Form("", max_length=64),
+    access: str = Form("view"),
+    csrf: str = Form(""),
+) -> Response:
+    principal = _admin(request, csrf)
+    store = state_of(request).store
+
+    def change() -> str:
+        grants: dict[str, Any] = {}
+        if profile:
+            grants[profile] = _shareable(principal, profile, access)
+        store.add_user(name.strip().lower(), password, profiles=grants)
+        return f"{name.strip().lower()} may now sign in" + (
+            f" and sees {profile} ({access})" if profile else ""
+        )
+
+    return _admin_change(request, principal, change)
+
+
+@router.post("/admin/share", response_class=HTMLResponse)
+def admin_share(
+    request: Request,
+    name: str = Form("", max_length=64),
+    profile: str = Form("", max_length=64),
+    access: str = Form("view"),
+    csrf: str = Form(""),
+) -> Response:
+    principal = _admin(request, csrf)
+    store = state_of(request).store
+
+    def change() -> str:
+        store.grant(name, profile, _shareable(principal, profile, access))  # type: ignore[arg-type]
+        return f"{name} now sees {profile} ({access})"
+
+    return _admin_change(request, principal, change)
+
+
+@router.post("/admin/unshare", response_class=HTMLResponse)
+def admin_unshare(
+    request: Request,
+    name: str = Form("", max_length=64),
+    profile: str = Form("", max_length=64),
+    csrf: str = Form(""),
+) -> Response:
+    principal = _admin(request, csrf)
+    store = state_of(request).store
+
+    def change() -> str:
+        _shareable(principal, profile, "view")
+        if name == principal.user.name:
+            raise UserError("you cannot take your own profile away from yourself")
+        if not store.revoke(name, profile):
+            raise UserError(f"{name} does not see {profile}")
+        return f"{name} no longer sees {profile}"
+
+    return _admin_change(request, principal, change)
+
+
+@router.post("/admin/remove", response_class=HTMLResponse)
+def admin_remove(
+    request: Request, name: str = Form("", max_length=64), csrf: str = Form("")
+) -> Response:
+    principal = _admin(request, csrf)
+    store = state_of(request).store
+
+    def change() -> str:
+        if name == principal.user.name:
+            raise UserError("you cannot remove yourself (another admin, or the CLI, can)")
+        store.require_user(name)
+        store.remove_user(name)
+        return f"{name} was removed, with their sessions and API tokens"
+
+    return _admin_change(request, principal, change)
