@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,6 +51,56 @@ def wait_for(condition: Callable[[], object], what: str, deadline_s: float = 60.
         if time.monotonic() > end:
             raise AssertionError(f"gave up after {deadline_s:g} s waiting for {what}")
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    from finbot_pipelines.providers.browser import LAUNCH_ARGS, chromium_executable
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=chromium_executable(), headless=True, args=list(LAUNCH_ARGS)
+        )
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@contextlib.contextmanager
+def running_web(
+    home: Path, log: Path, port: int, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`finbot web` on ``home`` in its own process (its output in ``log``), until the
+    block ends; yields its base URL once it answers."""
+    import httpx
+
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finbot_pipelines.cli", "--home", str(home), "web",
+             "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/login", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return proc.poll() is not None  # it died: stop waiting, the next line says so
+
+    try:
+        wait_for(up, "finbot web to answer", deadline_s=120)
+        assert proc.poll() is None, f"finbot web exited: {log.read_text()[-2000:]}"
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def ensure_dbt_manifest() -> None:

@@ -10,7 +10,6 @@ import base64
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -22,7 +21,7 @@ import pandas as pd
 import pytest
 from babel.dates import format_date
 from babel.numbers import format_currency, format_percent
-from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Request, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Request
 
 from finbot_pipelines import visual
 from finbot_pipelines.config.loading import load_config
@@ -36,7 +35,6 @@ from finbot_pipelines.defs.reports.html import (
     render_html,
     write_reports,
 )
-from finbot_pipelines.providers.browser import LAUNCH_ARGS, chromium_executable
 from finbot_pipelines.warehouse.queries import connect_published
 from finbot_pipelines_tests.conftest import BuiltHome
 
@@ -114,18 +112,6 @@ class Loaded:
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=chromium_executable(), headless=True, args=list(LAUNCH_ARGS)
-        )
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def open_report(

@@ -75,7 +75,7 @@ from finbot_pipelines.providers.contract import (
     TransientError,
 )
 from finbot_pipelines.providers.http import Masker, upstream_detail
-from finbot_pipelines_tests.conftest import SHARED_DATA, ensure_dbt_manifest
+from finbot_pipelines_tests.conftest import SHARED_DATA, ensure_dbt_manifest, running_web
 from finbot_pipelines_tests.fakes.webhook import WebhookReceiver
 
 # --------------------------------------------------------------------------- the scan
@@ -877,15 +877,12 @@ def test_no_canary_in_the_web_app_pages_api_or_logs(echo_world: EchoWorld, tmp_p
     tests re-fetch from the echoing upstreams, so their errors are fresh), then the
     answers, the server's own log and the users file are scanned for every canary, and
     for the user's password and API token, which no answer or log may repeat either."""
-    import subprocess
-    import sys
 
     import httpx
     from fastapi.routing import APIRoute
 
     from finbot_pipelines.web import api, linking, pages
     from finbot_pipelines.web.users import UserStore
-    from finbot_pipelines_tests.conftest import wait_for
     from finbot_pipelines_tests.pg import free_port
 
     home = echo_world.home
@@ -897,54 +894,37 @@ def test_no_canary_in_the_web_app_pages_api_or_logs(echo_world: EchoWorld, tmp_p
     secrets_too = [*echo_world.canaries, password, token.split("_", 2)[2]]
     port = free_port()
     log = tmp_path / "web.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "finbot_pipelines.cli", "--home", str(home), "web",
-             "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
     answers: dict[str, str] = {}
-    try:
-        base = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"{base}/login", timeout=5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, "finbot web to answer", deadline_s=120)
-        with httpx.Client(base_url=base, timeout=180) as client:
-            page = client.get("/login")
-            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-            assert csrf
-            signed = client.post(
-                "/login", data={"name": "owner", "password": password, "csrf": csrf.group(1)}
-            )
-            assert signed.status_code in (200, 303), signed.text
-            headers = {"Authorization": f"Bearer {token}"}
-            accounts = [a for a in EXPECTED_FAILURES] + ["cash"]
-            for route in [*api.router.routes, *linking.router.routes, *pages.router.routes]:
-                if not isinstance(route, APIRoute) or "GET" not in route.methods:
-                    continue
-                for account in accounts if "{account_id}" in route.path else [None]:
-                    path = route.path.replace("{profile_id}", "me").replace("{transaction_id}", "x")
-                    if account:
-                        path = path.replace("{account_id}", account)
-                    for how in ("page", "api"):
-                        r = client.get(
-                            path, params={"profile": "me"}, headers=headers if how == "api" else {}
-                        )
-                        answers[f"{how} GET {path}"] = r.text
-            for account in EXPECTED_FAILURES:
-                r = client.post(f"/api/v1/accounts/{account}/test", headers=headers)
-                assert r.status_code == 200, r.text
-                assert r.json()["ok"] is False, (account, r.text)
-                answers[f"POST test {account}"] = r.text
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    with (
+        running_web(home, log, port) as base,
+        httpx.Client(base_url=base, timeout=180) as client,
+    ):
+        page = client.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        signed = client.post(
+            "/login", data={"name": "owner", "password": password, "csrf": csrf.group(1)}
+        )
+        assert signed.status_code in (200, 303), signed.text
+        headers = {"Authorization": f"Bearer {token}"}
+        accounts = [a for a in EXPECTED_FAILURES] + ["cash"]
+        for route in [*api.router.routes, *linking.router.routes, *pages.router.routes]:
+            if not isinstance(route, APIRoute) or "GET" not in route.methods:
+                continue
+            for account in accounts if "{account_id}" in route.path else [None]:
+                path = route.path.replace("{profile_id}", "me").replace("{transaction_id}", "x")
+                if account:
+                    path = path.replace("{account_id}", account)
+                for how in ("page", "api"):
+                    r = client.get(
+                        path, params={"profile": "me"}, headers=headers if how == "api" else {}
+                    )
+                    answers[f"{how} GET {path}"] = r.text
+        for account in EXPECTED_FAILURES:
+            r = client.post(f"/api/v1/accounts/{account}/test", headers=headers)
+            assert r.status_code == 200, r.text
+            assert r.json()["ok"] is False, (account, r.text)
+            answers[f"POST test {account}"] = r.text
     assert any("is failing" in t or "last_error_message" in t for t in answers.values())
     for where, text in answers.items():
         assert_no_leak(f"the web app's answer to {where}", text, secrets_too)

@@ -14,8 +14,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,15 +22,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
-import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Request
 
 from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.config.vault import Vault, init_key_file
-from finbot_pipelines.providers.browser import LAUNCH_ARGS, chromium_executable
 from finbot_pipelines.web.users import UserStore
-from finbot_pipelines_tests.conftest import BuiltHome, wait_for
+from finbot_pipelines_tests.conftest import BuiltHome, running_web
 from finbot_pipelines_tests.fakes.plaid_server import FakePlaid
 from finbot_pipelines_tests.fakes.simplefin_server import FakeSimplefin, examples, without_source
 from finbot_pipelines_tests.test_ui import free_port
@@ -89,41 +85,11 @@ def server(built_home: BuiltHome, tmp_path_factory: pytest.TempPathFactory) -> I
     threading.Thread(target=cdn.serve_forever, daemon=True).start()
     link_js_url = f"http://127.0.0.1:{cdn.server_address[1]}/link-initialize.js"
     env = {**os.environ, "FINBOT_PLAID_LINK_JS": link_js_url}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "finbot_pipelines.cli", "--home", str(home), "web",
-             "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{base}/login", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(up, "finbot web to answer", deadline_s=120)
-        yield Server(base, home, log, link_js_url, script)
+        with running_web(home, log, port, env) as base:
+            yield Server(base, home, log, link_js_url, script)
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
         cdn.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=chromium_executable(), headless=True, args=list(LAUNCH_ARGS)
-        )
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class Offline:
@@ -345,15 +311,7 @@ def test_plaid_link_in_the_browser(browser: Browser, server: Server) -> None:
     finbot got from Plaid (the local fake), hands the public token back with the page's
     CSRF token, and finbot exchanges it and adds the account."""
     with FakePlaid() as plaid:
-        public = httpx.post(
-            plaid.url + "/sandbox/public_token/create",
-            json={
-                "client_id": plaid.client_id,
-                "secret": plaid.secret,
-                "institution_id": "ins_109508",
-                "initial_products": ["transactions"],
-            },
-        ).json()["public_token"]
+        public = plaid.issue_public_token()
         context, seen = _context(browser, server, viewport={"width": 390, "height": 844})
         seen.allowed = (server.link_js_url,)
         page = context.new_page()

@@ -390,23 +390,6 @@ def _start_link(client: TestClient, plaid: FakePlaid, account_id: str) -> str:
     return location.split("pending=", 1)[1]
 
 
-def _public_token(plaid: FakePlaid) -> str:
-    """What Plaid Link would hand the browser: straight from the fake's sandbox endpoint."""
-    r = httpx.post(
-        plaid.url + "/sandbox/public_token/create",
-        json={
-            "client_id": plaid.client_id,
-            "secret": plaid.secret,
-            "institution_id": "ins_109508",
-            "initial_products": ["transactions"],
-        },
-    )
-    assert r.status_code == 200, r.text
-    token = r.json()["public_token"]
-    assert isinstance(token, str)
-    return token
-
-
 def test_plaid_link_page_and_exchange(
     client: TestClient,
     home: Home,
@@ -434,7 +417,7 @@ def test_plaid_link_page_and_exchange(
     assert client.get("/static/link.js").status_code == 200
     _no_plaid_secret(plaid, page.text)
     csrf = csrf_of(page.text)
-    body = {"pending_id": pending, "public_token": _public_token(plaid)}
+    body = {"pending_id": pending, "public_token": plaid.issue_public_token()}
     url = "/p/alice/accounts/add/plaid/exchange"
     assert client.post(url, json=body).status_code == 403  # no CSRF token
     assert client.post(url, json=body, headers={"X-CSRF-Token": "wrong"}).status_code == 403
@@ -488,7 +471,7 @@ def test_an_expired_or_unknown_pending_link(
     try:
         late = client.post(
             url,
-            json={"pending_id": pending, "public_token": _public_token(plaid)},
+            json={"pending_id": pending, "public_token": plaid.issue_public_token()},
             headers={"X-CSRF-Token": csrf},
         )
         assert late.status_code == 410 and "expired" in late.json()["message"]

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from finbot_pipelines import __version__
+from finbot_pipelines import __version__, visual
 from finbot_pipelines.config.paths import HomePaths
 from finbot_pipelines.web import api, linking, pages
 from finbot_pipelines.web.cache import AnswerCache
@@ -71,6 +71,15 @@ def create_app(paths: HomePaths) -> FastAPI:
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": str(exc)}, status_code=503)
         return pages.not_published_page(request, exc)
+
+    @app.get("/charts.css", include_in_schema=False)
+    def chart_css() -> Response:
+        """The charts' rules, from the visual language itself (the report inlines them)."""
+        return Response(
+            visual.CHART_CSS,
+            media_type="text/css",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
 
     app.include_router(api.router)
     app.include_router(linking.router)
