@@ -476,3 +476,25 @@ def test_an_admin_adds_shares_and_removes_people(site: Site, client: TestClient)
     r = client.post("/admin/remove", data={"csrf": csrf, "name": "frank"})
     assert r.status_code == 200 and site.store.get_user("frank") is None
     client.cookies.clear()
+
+
+def test_an_account_has_the_reports_colour(site: Site, client: TestClient) -> None:
+    """The web app colours each account as the report does (test_report.py checks the
+    report against the same): by every configured account id of the household."""
+    from finbot_pipelines import visual
+    from finbot_pipelines.config.loading import load_config
+
+    ids = [a.id for a in load_config(site.paths.config).linked_accounts]
+    expected = visual.account_colours(ids)
+    sign_in(client, "alice")
+    for path in ("/p/alice/holdings", "/p/alice/accounts"):
+        html = client.get(path).text
+        for account_id in ("a-bank", "a-invest", "a-crypto"):
+            m = re.search(
+                rf'data-testid="(?:node|account)-{account_id}".*?<rect width="10" height="10" '
+                r'rx="2" fill="([^"]+)"',
+                html,
+                flags=re.S,
+            )
+            assert m and m.group(1) == expected[account_id], (path, account_id)
+    client.cookies.clear()

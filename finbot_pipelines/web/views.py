@@ -109,7 +109,7 @@ def formatter(cfg: FinbotConfig, profile: Profile, private: bool, names: Mapping
         locale=visual.known_locale(profile.locale),
         private=private,
         names=dict(names),
-        colours=visual.account_colours([*household, *names]),
+        colours=visual.account_colours(household),  # as the report and the notebook
     )
 
 
