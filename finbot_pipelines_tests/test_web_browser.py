@@ -54,10 +54,10 @@ class _ScriptHandler(BaseHTTPRequestHandler):
     script: dict[str, Callable[[], str]] = {}
 
     def do_GET(self) -> None:
-        make = self.script.get("js")
-        body = make().encode() if make else b""
-        self.send_response(200 if body else 404)
-        self.send_header("Content-Type", "text/javascript")
+        make = self.script.get("js") if self.path.endswith(".js") else None
+        body = make().encode() if make else b"<!doctype html><title>Link</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/javascript" if make else "text/html")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -288,10 +288,22 @@ def test_adding_a_simplefin_account_in_the_browser(browser: Browser, server: Ser
 #: sandbox endpoint, as Plaid's servers make it for a real Link session). It checks it
 #: was opened with the link token finbot asked Plaid for.
 FAKE_LINK_JS = """
+var scriptNonce = document.currentScript && document.currentScript.nonce;
+var frameOrigin = new URL(document.currentScript.src).origin;
 window.Plaid = {
   create: function (config) {
     return {
       open: function () {
+        // as Plaid's script does: its own styles (with the page's nonce), an overlay
+        // positioned by a style attribute, and Link itself in a frame from its origin
+        var style = document.createElement("style");
+        style.nonce = scriptNonce;
+        style.textContent = ".plaid-overlay { position: fixed; inset: 0; }";
+        document.head.appendChild(style);
+        var frame = document.createElement("iframe");
+        frame.setAttribute("style", "position: fixed; inset: 0; border: 0;");
+        frame.src = frameOrigin + "/link/frame.html";
+        document.body.appendChild(frame);
         if (config.token !== %(link_token)s) {
           config.onExit({error_code: "INVALID_LINK_TOKEN", error_message: "wrong link token"});
           return;
@@ -313,8 +325,13 @@ def test_plaid_link_in_the_browser(browser: Browser, server: Server) -> None:
     with FakePlaid() as plaid:
         public = plaid.issue_public_token()
         context, seen = _context(browser, server, viewport={"width": 390, "height": 844})
-        seen.allowed = (server.link_js_url,)
+        seen.allowed = (server.link_js_url.rsplit("/", 1)[0],)
         page = context.new_page()
+        refused: list[str] = []
+        page.on(
+            "console",
+            lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+        )
         _sign_in(page, server)
         page.goto(f"{server.base}/p/alice/accounts/add/plaid")
         page.fill("[data-testid=plaid-account-id]", "plaid-browser")
@@ -337,6 +354,8 @@ def test_plaid_link_in_the_browser(browser: Browser, server: Server) -> None:
         status = page.locator("[data-testid=plaid-status].ok")
         status.wait_for(timeout=120_000)
         assert "plaid-browser" in status.inner_text()
+        assert page.locator("iframe").count() == 1
+        assert not refused, refused
         text = page.content()
         for secret in (plaid.client_id, plaid.secret, public, *plaid.access_tokens):
             assert secret not in text

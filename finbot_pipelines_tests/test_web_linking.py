@@ -404,11 +404,14 @@ def test_plaid_link_page_and_exchange(
         page = client.get(f"/p/alice/accounts/add/plaid?pending={pending}")
     assert page.status_code == 200, page.text
     assert plaid.link_tokens and f'data-link-token="{plaid.link_tokens[-1]}"' in page.text
-    assert f'<script src="{LINK_JS}"></script>' in page.text
-    assert '<script src="/static/link.js"></script>' in page.text
+    assert f'<script src="{LINK_JS}" nonce="' in page.text
+    assert '<script src="/static/link.js" nonce="' in page.text
     assert "<script>" not in page.text  # no inline script
     csp = page.headers["content-security-policy"]
-    assert f"script-src 'self' {LINK_JS};" in csp
+    nonce = re.search(r'<script src="/static/link\.js" nonce="([^"]+)">', page.text)
+    assert nonce, "the page's scripts carry the response's nonce"
+    assert f"script-src 'self' 'nonce-{nonce.group(1)}' {LINK_JS};" in csp
+    assert f"style-src-elem 'self' 'nonce-{nonce.group(1)}';" in csp
     assert "frame-src http://127.0.0.1:9;" in csp
     assert "frame-ancestors 'none'" in csp
     # only that page: the keys form and the other pages keep the app's policy
