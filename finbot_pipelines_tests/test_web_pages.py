@@ -498,3 +498,27 @@ def test_an_account_has_the_reports_colour(site: Site, client: TestClient) -> No
             )
             assert m and m.group(1) == expected[account_id], (path, account_id)
     client.cookies.clear()
+
+
+def test_names_are_escaped_everywhere(site: Site, client: TestClient) -> None:
+    """An account named with markup is shown as text on every page and in every chart."""
+    cfg = site.home / "finbot.yaml"
+    original = cfg.read_text()
+    evil = '<img src=x onerror="alert(1)">'
+    assert "name: Alice crypto" in original
+    cfg.write_text(original.replace("name: Alice crypto", f"name: '{evil}'"))
+    try:
+        sign_in(client, "alice")
+        for path in (
+            "/p/alice?dim=linked_account",
+            "/p/alice/holdings",
+            "/p/alice/accounts",
+            "/p/alice/transactions",
+            "/accounts/a-crypto",
+        ):
+            html = client.get(path).text
+            assert evil not in html, path
+            assert "&lt;img src=x onerror=" in html, path
+    finally:
+        cfg.write_text(original)
+        client.cookies.clear()
