@@ -234,29 +234,41 @@ def _no_leaked_process_env() -> Iterator[None]:
 
 
 #: The test modules that take longest (minutes of Dagster runs and dbt builds), longest
-#: first. They are collected first, so that `./finbotctl test`'s two workers (`--dist
-#: loadfile`: a module at a time) start them first and finish about together; in
-#: alphabetical order a long module drawn last keeps one worker busy while the other
-#: idles. A scheduling hint only: a module missing here runs after them, as collected.
+#: first (from `./finbotctl test --durations=80`, 2026-12-02). They are collected first,
+#: so that `./finbotctl test`'s two workers (`--dist loadfile`: a module at a time) start
+#: them first and finish about together; in alphabetical order a long module drawn last
+#: keeps one worker busy while the other idles. A scheduling hint only: a module missing
+#: here runs after them, as collected.
 SLOW_MODULES = (
     "test_bench.py",
     "test_dbt_marts.py",
-    "test_backup.py",
     "test_crash_safety.py",
+    "test_backup.py",
+    "test_provider_portals.py",
+    "test_secrets_canary.py",
     "test_schedule_during_backfill.py",
     "test_statements_import.py",
-    "test_secrets_canary.py",
-    "test_config_changes.py",
-    "test_pipeline.py",
-    "test_first_run.py",
-    "test_history_order.py",
-    "test_unit_prices.py",
     "test_transactions.py",
-    "test_impossible_hours.py",
+    "test_history_order.py",
+    "test_first_run.py",
+    "test_pipeline.py",
+    "test_config_changes.py",
+    "test_unit_prices.py",
+    "test_web_pages.py",
+    "test_web_api.py",
     "test_faults_portal.py",
-    "test_faults_api.py",
     "test_file_modes.py",
+    "test_impossible_hours.py",
     "test_postgres_instance.py",
+    "test_publish.py",
+    "test_faults_sheet.py",
+    "test_web_linking.py",
+    "test_faults_api.py",
+    "test_web_browser.py",
+    "test_faults_exchange.py",
+    "test_provider_simplefin.py",
+    "test_faults_dummy.py",
+    "test_ui.py",
 )
 
 
