@@ -985,6 +985,7 @@ def run_bench(
     repeat: int,
     query_runs: int,
     verbose: bool,
+    web_clients: int = WEB_CLIENTS,
 ) -> dict[str, Any]:
     """Build the homes under ``base``, measure everything, return the result mapping."""
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -1031,9 +1032,9 @@ def run_bench(
         # -- steady hours after H hours, then after 24 hours
         _say(
             f"steady hour after {hours} hours of history, {repeat} new hour(s), while "
-            f"{WEB_CLIENTS} clients call the web app's dashboard API"
+            f"{web_clients} clients call the web app's dashboard API"
         )
-        with web_load(main, WEB_CLIENTS, log_path) as web:
+        with web_load(main, web_clients, log_path) as web:
             steady = steady_hours(main, first_steady, repeat, log_path)
         _say(f"web: {web['requests']} requests, p95 {web['p95_ms']} ms, {web['errors']} errors")
         small = write_home(base / "h24", bench_config(accounts, items, small_first))
@@ -1116,6 +1117,13 @@ def run_bench(
 )  # fmt: skip
 @click.option("--query-runs", default=DEFAULT_QUERY_RUNS, show_default=True, type=click.IntRange(1))
 @click.option(
+    "--web-clients",
+    default=WEB_CLIENTS,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Concurrent clients of the web app during the steady hour (the target is for 20).",
+)
+@click.option(
     "--home",
     "home",
     type=click.Path(file_okay=False, path_type=Path),
@@ -1131,6 +1139,7 @@ def bench(
     hours: int,
     repeat: int,
     query_runs: int,
+    web_clients: int,
     home: Path | None,
     keep: bool,
     as_json: bool,
@@ -1152,6 +1161,7 @@ def bench(
             repeat=repeat,
             query_runs=query_runs,
             verbose=verbose,
+            web_clients=web_clients,
         )
     finally:
         if keep:
