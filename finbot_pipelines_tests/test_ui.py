@@ -103,6 +103,21 @@ def test_ui_lists_assets_with_lineage_and_stops_on_sigterm(tmp_path: Path) -> No
     for p in (port, web_port):
         left = subprocess.run(["pgrep", "-f", "--", f"--port {p}"], capture_output=True, text=True)
         assert left.returncode == 1, left.stdout  # 1: no process matched
+    # nor any process of its Dagster instance (the daemon was seen outliving `dagster dev`)
+    assert _processes_naming(f"{home / 'dagster'}/") == []
+
+
+def _processes_naming(text: str) -> list[str]:
+    """The command lines of running processes that contain ``text``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in line and "pytest" not in line:
+            found.append(line[:300])
+    return found
 
 
 def test_the_asset_graph_explains_itself(tmp_path: Path) -> None:
