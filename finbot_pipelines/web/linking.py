@@ -192,6 +192,17 @@ def _authorise(request: Request, profile_id: str) -> tuple[Principal, WebState]:
     return principal, state
 
 
+async def _authorised_form(
+    request: Request, profile_id: str
+) -> tuple[Principal, WebState, FormData]:
+    """:func:`_authorise`, then the posted form, refused without the session's CSRF token."""
+    principal, state = _authorise(request, profile_id)
+    form = await request.form()
+    csrf = form.get("csrf")
+    check_csrf(request, principal, csrf if isinstance(csrf, str) else None)
+    return principal, state, form
+
+
 def _providers() -> list[dict[str, str]]:
     return [
         {"id": pid, "description": registry.get_spec(pid).description}
@@ -394,10 +405,7 @@ def _render_form(
 
 @router.post("/p/{profile_id}/accounts/add")
 async def add_submit(request: Request, profile_id: str) -> Response:
-    principal, state = _authorise(request, profile_id)
-    form = await request.form()
-    csrf = form.get("csrf")
-    check_csrf(request, principal, csrf if isinstance(csrf, str) else None)
+    principal, state, form = await _authorised_form(request, profile_id)
     provider_id = _text(form, "provider")
     spec = _spec(provider_id)
     values = _kept_values(form, spec)
@@ -609,10 +617,7 @@ def _sandbox_link(
 
 @router.post("/p/{profile_id}/accounts/add/plaid")
 async def plaid_start(request: Request, profile_id: str) -> Response:
-    principal, state = _authorise(request, profile_id)
-    form = await request.form()
-    csrf = form.get("csrf")
-    check_csrf(request, principal, csrf if isinstance(csrf, str) else None)
+    principal, state, form = await _authorised_form(request, profile_id)
     values = {
         k: _text(form, k)
         for k in ("id", "name", "environment", "api_url", "credentials_name", "institution_id")
